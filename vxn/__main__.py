@@ -1,0 +1,3 @@
+from vxn.cli.main import main
+
+main()

@@ -4,7 +4,7 @@
 set -eu
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES="python3-venv skopeo umoci docker-registry busybox-static e2fsprogs pigz"
+APT_PACKAGES="python3-venv skopeo umoci docker-registry busybox-static e2fsprogs pigz zstd"
 missing=""
 for pkg in $APT_PACKAGES; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "ok installed" || missing="$missing $pkg"

@@ -1,18 +1,32 @@
 """Images on the Dom0: load, list, inspect, tag, remove, prune.
 
-STUB: the interface is fixed; the body is being written. The engine is
-daemon-free (vxn-oci-runtime will run it in-process); cross-process safety comes
-from the content store's file locks. Bulk work runs in a thread.
+The engine is daemon-free (vxn-oci-runtime runs it in-process); cross-process safety
+comes from the content store's file locks, and every change is planned on the pure
+catalog (vxn.core.catalog) before the store applies it. Each async method runs its
+`*_sync` core in a thread; the sync cores are what the tests drive directly.
 """
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, BinaryIO
 
+from vxn.adapters.archive import read_archive
+from vxn.adapters.content import ContentStore, Transaction
 from vxn.adapters.statedir import StateDir
+from vxn.core.catalog import Catalog, ImageRecord, plan_prune, plan_remove, unreferenced
+from vxn.core.digest import Digest
+from vxn.core.manifest import MAX_DOCUMENT_SIZE, Manifest, parse_config, parse_document
 from vxn.core.platform import Platform
+from vxn.core.reference import Reference
+from vxn.engine.load import Candidate, apply_name, plan_load
+from vxn.errors import Internal, InvalidArgument
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -55,31 +69,207 @@ class ImageService:
     def __init__(self, state: StateDir, platform: Platform) -> None:
         self.state = state
         self.platform = platform
+        self.store = ContentStore(state.content)
 
     async def load(
         self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None
-    ) -> list[LoadedImage]:
+    ) -> builtins.list[LoadedImage]:
         """Load every image of an OCI layout (as a tar), oci-archive or docker-archive
         read from `stream` (optionally gzip'd). All or nothing."""
-        raise NotImplementedError
+        return await asyncio.to_thread(self.load_sync, stream, name=name, platform=platform)
 
-    async def list(self) -> list[ImageSummary]:
-        raise NotImplementedError
+    async def list(self) -> builtins.list[ImageSummary]:
+        return await asyncio.to_thread(self.list_sync)
 
     async def inspect(self, ref_or_id: str) -> dict[str, Any]:
         """Docker-shaped inspect document for one image."""
-        raise NotImplementedError
+        return await asyncio.to_thread(self.inspect_sync, ref_or_id)
 
     async def tag(self, source: str, target: str) -> None:
-        raise NotImplementedError
+        await asyncio.to_thread(self.tag_sync, source, target)
 
-    async def remove(self, ref_or_id: str, *, force: bool = False) -> list[str]:
+    async def remove(self, ref_or_id: str, *, force: bool = False) -> builtins.list[str]:
         """Untag (and delete when the last name goes); returns Docker's
         `Untagged: ...` / `Deleted: sha256:...` lines."""
-        raise NotImplementedError
+        return await asyncio.to_thread(self.remove_sync, ref_or_id, force=force)
 
     async def prune(self) -> PruneReport:
-        raise NotImplementedError
+        return await asyncio.to_thread(self.prune_sync)
 
     async def store_size(self) -> int:
-        raise NotImplementedError
+        return await asyncio.to_thread(self.store_size_sync)
+
+    # --- the sync cores ----------------------------------------------------------------
+
+    def load_sync(
+        self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None
+    ) -> builtins.list[LoadedImage]:
+        want = platform or self.platform
+        with self.store.ingest("load") as ingest:
+            contents = read_archive(stream, ingest)
+            candidates = apply_name(plan_load(contents, ingest, want), name)
+            self.store.transaction("load", lambda tx: self._commit(tx, candidates))
+        return _loaded(candidates)
+
+    def _commit(self, tx: Transaction, candidates: builtins.list[Candidate]) -> None:
+        catalog = self._parse(tx.read_metadata())
+        staged = {
+            digest: (blob, digest, size) for c in candidates for blob, digest, size in c.staged
+        }
+        tx.add_blobs(list(staged.values()))
+        for c in candidates:
+            catalog = catalog.with_image(c.record)
+        for c in candidates:
+            for reference in c.names:
+                catalog = catalog.with_ref(reference, c.record.manifest)
+        tx.write_metadata(catalog.to_json())
+
+    def list_sync(self) -> builtins.list[ImageSummary]:
+        catalog = self._catalog()
+        rows = []
+        for manifest, record in catalog.images.items():
+            names = catalog.names_of(manifest)
+            for n in names:
+                ref = Reference.parse(n)
+                rows.append(_summary(record, ref.familiar_name, ref.tag or "<none>"))
+            if not names:
+                rows.append(_summary(record, "<none>", "<none>"))
+        # Newest first, as Docker lists them.
+        rows.sort(key=lambda r: (r.repository, r.tag))
+        rows.sort(key=lambda r: r.created or "", reverse=True)
+        return rows
+
+    def inspect_sync(self, ref_or_id: str) -> dict[str, Any]:
+        with self.store.locked(exclusive=False, op=f"inspect {ref_or_id}"):
+            catalog = self._parse(self.store.read_metadata())
+            record = catalog.resolve(ref_or_id).image
+            manifest = parse_document(self.store.read_blob(record.manifest, MAX_DOCUMENT_SIZE))
+            config = parse_config(self.store.read_blob(record.config, MAX_DOCUMENT_SIZE))
+        if not isinstance(manifest, Manifest):
+            raise Internal(f"inspect {ref_or_id}: {record.manifest} is not a manifest")
+        refs = [Reference.parse(n) for n in catalog.names_of(record.manifest)]
+        return {
+            "Id": str(record.config),
+            "RepoTags": [r.familiar for r in refs],
+            "RepoDigests": sorted({f"{r.familiar_name}@{record.manifest}" for r in refs}),
+            "Created": config.created,
+            "Os": config.os,
+            "Architecture": config.architecture,
+            "Variant": config.variant,
+            "Size": record.size,
+            "Config": {
+                "Entrypoint": _list_or_none(config.entrypoint),
+                "Cmd": _list_or_none(config.cmd),
+                "Env": list(config.env),
+                "WorkingDir": config.working_dir,
+                "User": config.user,
+                "ExposedPorts": {p: {} for p in config.exposed_ports},
+                "Volumes": {v: {} for v in config.volumes},
+                "Labels": dict(config.labels),
+                "StopSignal": config.stop_signal,
+            },
+            "RootFS": {"Type": "layers", "Layers": [str(d) for d in config.diff_ids]},
+            "Manifest": str(record.manifest),
+            "Index": str(record.index) if record.index else None,
+            "Layers": [
+                {"Digest": str(d.digest), "MediaType": d.media_type, "Size": d.size}
+                for d in manifest.layers
+            ],
+        }
+
+    def tag_sync(self, source: str, target: str) -> None:
+        ref = Reference.parse(target)
+        if ref.digest is not None:
+            raise InvalidArgument(f"tag {target}: a tag cannot hold a digest; give REPO[:TAG]")
+
+        def body(tx: Transaction) -> None:
+            catalog = self._parse(tx.read_metadata())
+            record = catalog.resolve(source).image
+            tx.write_metadata(catalog.with_ref(str(ref), record.manifest).to_json())
+
+        self.store.transaction(f"tag {source}", body)
+
+    def remove_sync(self, ref_or_id: str, *, force: bool = False) -> builtins.list[str]:
+        users = container_users(self.state.containers)
+
+        def body(tx: Transaction) -> builtins.list[str]:
+            plan = plan_remove(self._parse(tx.read_metadata()), ref_or_id, force=force, users=users)
+            tx.write_metadata(plan.catalog.to_json())
+            tx.delete_blobs(plan.orphaned_blobs())  # after the metadata stops naming them
+            return builtins.list(plan.lines)
+
+        return self.store.transaction(f"remove {ref_or_id}", body)
+
+    def prune_sync(self) -> PruneReport:
+        users = container_users(self.state.containers)
+
+        def body(tx: Transaction) -> PruneReport:
+            plan = plan_prune(self._parse(tx.read_metadata()), users=users)
+            if plan.deleted:
+                tx.write_metadata(plan.catalog.to_json())
+            orphans = unreferenced(plan.catalog, self.store.blobs())
+            freed = tx.delete_blobs(orphans)
+            freed += self.store.prune_staging()
+            return PruneReport(deleted=[str(d) for d in orphans], reclaimed=freed)
+
+        return self.store.transaction("prune", body)
+
+    def store_size_sync(self) -> int:
+        return self.store.size()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    def _catalog(self) -> Catalog:
+        with self.store.locked(exclusive=False, op="images"):
+            return self._parse(self.store.read_metadata())
+
+    def _parse(self, data: bytes | None) -> Catalog:
+        try:
+            return Catalog.from_json(data)
+        except Internal as e:
+            raise Internal(
+                f"{self.store.metadata_path}: {e}; restore it or remove {self.store.root}"
+            ) from None
+
+
+def container_users(containers: Path) -> dict[Digest, str]:
+    """Manifest digest -> a container using it, from `<containers>/<id>/config.json`."""
+    users: dict[Digest, str] = {}
+    try:
+        ids = sorted(os.listdir(containers))
+    except FileNotFoundError:
+        return users
+    for cid in ids:
+        try:
+            doc = json.loads((containers / cid / "config.json").read_bytes())
+            image = Digest.parse(doc["image"])
+        except (OSError, ValueError, KeyError, TypeError, InvalidArgument):
+            continue  # not (yet) a container record: they are written atomically
+        name = doc.get("name")
+        users.setdefault(image, name if isinstance(name, str) and name else cid)
+    return users
+
+
+def _summary(record: ImageRecord, repository: str, tag: str) -> ImageSummary:
+    return ImageSummary(
+        repository=repository,
+        tag=tag,
+        id=str(record.config),
+        manifest=str(record.manifest),
+        created=record.created,
+        size=record.size,
+    )
+
+
+def _loaded(candidates: list[Candidate]) -> list[LoadedImage]:
+    out: list[LoadedImage] = []
+    for c in candidates:
+        for reference in c.names or (None,):
+            item = LoadedImage(reference=reference, id=str(c.record.config))
+            if item not in out:
+                out.append(item)
+    return out
+
+
+def _list_or_none(value: tuple[str, ...] | None) -> list[str] | None:
+    return list(value) if value is not None else None

@@ -20,7 +20,9 @@ import io
 import json
 import random
 import shutil
+import sys
 import tarfile
+import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -430,3 +432,26 @@ def replace_blob_bytes(layout_dir: Path, old_digest: str, data: bytes) -> Json:
             desc.update(digest=new["digest"], size=new["size"])
     index_path.write_bytes(canonical(index))
     return new
+
+
+# --- command line: the setup script's demo image and the benchmarks' big one -----------
+
+DEMO_NAME = "localhost/vxn-demo:latest"
+
+
+def main(argv: list[str]) -> None:
+    """`imagebuild.py demo OUT.tar` or `imagebuild.py big MB OUT_DIR` (an OCI layout)."""
+    if len(argv) == 2 and argv[0] == "demo":
+        with tempfile.TemporaryDirectory() as tmp:
+            layout = Layout(Path(tmp))
+            built = layout.add_image()
+            layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
+            oci_archive(Path(tmp), Path(argv[1]))
+    elif len(argv) == 3 and argv[0] == "big":
+        simple_layout(Path(argv[2]), ImageSpec(big_mb=int(argv[1])), name="big")
+    else:
+        sys.exit("usage: imagebuild.py demo OUT.tar | imagebuild.py big MB OUT_DIR")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

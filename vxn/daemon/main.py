@@ -1,0 +1,90 @@
+"""vxnd, the vxn daemon (console script `vxnd`): parse flags, set up logging, serve.
+
+Exit codes: 0 after SIGTERM/SIGINT, 1 when it cannot start (another vxnd holds the
+run dir, bad config), 2 for bad flags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from vxn import __version__
+from vxn.adapters.statedir import StateDir
+from vxn.config import Settings, load_settings
+from vxn.core.platform import Platform
+from vxn.daemon import logs, server
+from vxn.daemon.api import Context, ImageAPI
+from vxn.errors import Unavailable, VxnError
+
+log = logging.getLogger("vxnd")
+
+
+@click.command(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/vxn.")
+@click.option("--run-dir", type=click.Path(path_type=Path), help="Default /run/vxn.")
+@click.option("--log-file", type=click.Path(path_type=Path), help="Log here, not to stderr.")
+@click.option("--debug", is_flag=True, help="Log debug messages.")
+@click.version_option(__version__, "-v", "--version", message="vxnd version %(version)s")
+def cli(state_dir: Path | None, run_dir: Path | None, log_file: Path | None, debug: bool) -> None:
+    """Serve the vxn API on <run dir>/vxn.sock."""
+    if log_file is not None:
+        log_file.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    logs.setup(debug=debug, log_file=log_file)
+    settings = load_settings(state_dir=state_dir, run_dir=run_dir)
+    platform = (
+        Platform.parse(settings.platform)
+        if settings.platform
+        else Platform.for_machine(os.uname().machine)
+    )
+    images = _image_service(settings, platform)
+    asyncio.run(server.run(Context(settings=settings, images=images, platform=platform)))
+
+
+def _image_service(settings: Settings, platform: Platform) -> ImageAPI:
+    from vxn.engine.images import ImageService
+
+    state = StateDir(settings.state_dir)
+    try:
+        state.ensure()
+    except OSError as e:
+        raise Unavailable(
+            f"state dir {state.root}: cannot create it ({e.strerror}); "
+            "fix VXN_STATE_DIR or --state-dir"
+        ) from None
+    return ImageService(state, platform)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        cli.main(args=argv, prog_name="vxnd", standalone_mode=False)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(2)
+    except click.exceptions.Abort:
+        sys.exit(1)
+    except VxnError as e:
+        _fatal(str(e))
+    except Exception as e:
+        log.exception("vxnd: crashed")
+        _fatal(f"crashed: {type(e).__name__}: {e}")
+    sys.exit(0)
+
+
+def _fatal(message: str) -> None:
+    # Logged for the log file (an auto-started vxnd's stderr is /dev/null), printed
+    # only when logging has not been set up, to keep one line on a terminal.
+    if logging.getLogger().handlers:
+        log.error("%s", message)
+    else:
+        print(f"vxnd: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Tests that run inside the Xen Dom0 (collected only there; see ../README.md)."""

@@ -1,0 +1,93 @@
+"""`vxn pull`: have vxnd pull an image from a registry; print what it resolved to.
+
+Credentials are read here, as the user who typed the command (their auth file,
+their credential helpers), and only those for this one registry go to vxnd, in the
+request body over the socket: vxnd runs as root and never reads users' files.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from vxn.errors import Unavailable
+
+if TYPE_CHECKING:
+    from vxn.cli.main import App
+
+
+@click.command("pull")
+@click.argument("image")
+@click.option("--platform", help="Pull this platform of a multi-arch image: os/arch[/variant].")
+@click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help="Auth file.")
+@click.option(
+    "--tls-verify",
+    type=click.BOOL,
+    default=None,
+    is_flag=False,
+    flag_value=True,
+    help="false: allow plain HTTP and unverified HTTPS (default: as vxn.toml says).",
+)
+@click.option(
+    "--cert-dir",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="CAs (*.crt) and client certificates (*.cert, *.key) for the registry.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only the image's full name.")
+@click.pass_obj
+def pull(
+    app: App,
+    image: str,
+    platform: str | None,
+    authfile: Path | None,
+    tls_verify: bool | None,
+    cert_dir: Path | None,
+    quiet: bool,
+) -> None:
+    """Pull an image from a registry."""
+    from vxn.adapters.credentials import find_credentials
+    from vxn.cli.progress import Display
+    from vxn.core.reference import Reference
+
+    ref = Reference.parse(image)  # bad names fail here, before vxnd is asked
+    query = _query(image, platform, tls_verify, cert_dir, sys.stdout.isatty() and not quiet)
+    credentials = find_credentials(ref.domain, authfile=authfile)
+    body = {"auth": credentials.to_json()} if credentials is not None else {}
+    if not quiet and "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
+        click.echo("Using default tag: latest")
+    display = Display(sys.stdout)
+    result: dict[str, Any] = {}
+    for line in app.client().stream("/v1/images/pull", query, body):
+        if "progress" in line:  # sent only when asked for: on a terminal
+            display.update(line["progress"])
+        result = line.get("pulled", result)
+    if not result:  # the reply ended early: vxnd died mid-pull
+        client = app.client()
+        raise Unavailable(
+            f"vxnd at {client.socket_path}: connection lost before the pull ended; "
+            f"see {client.run.log}"
+        )
+    name = str(result["reference"])
+    if not quiet:
+        status = "Image is up to date" if result.get("up_to_date") else "Downloaded newer image"
+        click.echo(f"Digest: {result.get('digest')}")
+        click.echo(f"Status: {status} for {Reference.parse(name).familiar}")
+    click.echo(name)
+
+
+def _query(
+    image: str, platform: str | None, tls_verify: bool | None, cert_dir: Path | None, tty: bool
+) -> dict[str, str]:
+    from vxn.core.platform import Platform
+
+    query = {"ref": image, "progress": "1" if tty else "0"}
+    if platform:
+        query["platform"] = str(Platform.parse(platform))
+    if tls_verify is not None:
+        query["tls_verify"] = "true" if tls_verify else "false"
+    if cert_dir is not None:
+        query["cert_dir"] = str(cert_dir.absolute())
+    return query

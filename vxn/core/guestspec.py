@@ -1,0 +1,137 @@
+"""What the guest runs, by Docker's rules: argv, env, working dir, user, hostname.
+
+`build_spec` merges an image config with `vxn run`'s options the way `docker run`
+does; the env-file and memory parsers are the pure halves of their flags.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from vxn.core.manifest import ImageConfig
+from vxn.errors import InvalidArgument
+
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
+_USER = re.compile(r"[^:\s]+(:[^:\s]+)?")
+_ENV_KEY = re.compile(r"[^=\s]+")
+_MEMORY = re.compile(r"([0-9]+)\s*([bkmg]?)b?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunOptions:
+    """The parts of `vxn run` that shape the process (the CLI has resolved -e K and files)."""
+
+    command: tuple[str, ...] = ()  # CMD... after IMAGE: replaces the image's Cmd
+    entrypoint: str | None = None  # --entrypoint: replaces Entrypoint and drops Cmd; "" clears
+    env: tuple[str, ...] = ()  # K=V, later ones win
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    read_only: bool = False
+    stdin: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class GuestSpec:
+    argv: tuple[str, ...]
+    env: tuple[str, ...]  # K=V; HOME is added in the guest from the image's passwd
+    cwd: str
+    user: str  # "" (root), "name", "uid", "name:group", "uid:gid"...
+    hostname: str
+    read_only: bool = False
+    stdin: bool = False
+
+
+def build_spec(config: ImageConfig, options: RunOptions, *, container_id: str) -> GuestSpec:
+    """The process `docker run` would start for `config` with `options`."""
+    if options.entrypoint is not None:
+        entrypoint: tuple[str, ...] = (options.entrypoint,) if options.entrypoint else ()
+        cmd = options.command  # --entrypoint drops the image's Cmd, as Docker does
+    else:
+        entrypoint = config.entrypoint or ()
+        cmd = options.command or config.cmd or ()
+    argv = (*entrypoint, *cmd)
+    if not argv:
+        raise InvalidArgument("run: no command specified: the image has no Entrypoint or Cmd")
+    hostname = options.hostname or container_id[:12]
+    if not _HOSTNAME.fullmatch(hostname):
+        raise InvalidArgument(f"run: hostname {hostname!r} is invalid; want letters, digits, . -")
+    cwd = options.workdir or config.working_dir or "/"
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"run: working directory {cwd!r} must be an absolute path")
+    user = options.user if options.user is not None else config.user
+    if user and not _USER.fullmatch(user):
+        raise InvalidArgument(f"run: user {user!r} is invalid; want NAME|UID[:GROUP|GID]")
+    defaults = (f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}")
+    env = merge_env(defaults, config.env, options.env)
+    return GuestSpec(
+        argv=argv,
+        env=env,
+        cwd=cwd,
+        user=user,
+        hostname=hostname,
+        read_only=options.read_only,
+        stdin=options.stdin,
+    )
+
+
+def merge_env(*layers: Iterable[str]) -> tuple[str, ...]:
+    """Later layers replace a key in place or append it (Docker's ReplaceOrAppendEnvValues)."""
+    merged: dict[str, str] = {}
+    for layer in layers:
+        for entry in layer:
+            key = check_env(entry).partition("=")[0]
+            merged[key] = entry
+    return tuple(merged.values())
+
+
+def check_env(entry: str) -> str:
+    key, sep, _ = entry.partition("=")
+    if not sep or not _ENV_KEY.fullmatch(key) or "\0" in entry:
+        raise InvalidArgument(f"env {entry[:60]!r}: want KEY=VALUE (no spaces or NUL in KEY)")
+    return entry
+
+
+def resolve_env(entries: Sequence[str], caller: Mapping[str, str]) -> list[str]:
+    """`-e K=V` stays; `-e K` takes K from the caller's env, and is dropped when unset."""
+    out = []
+    for entry in entries:
+        if "=" in entry:
+            out.append(check_env(entry))
+        elif entry in caller:
+            out.append(check_env(f"{entry}={caller[entry]}"))
+        elif not _ENV_KEY.fullmatch(entry):
+            raise InvalidArgument(f"env {entry[:60]!r}: want KEY=VALUE or KEY")
+    return out
+
+
+def parse_env_file(text: str, name: str) -> list[str]:
+    """`--env-file`: one KEY=VALUE or KEY per line; blank lines and # comments are skipped.
+
+    Values are taken verbatim (no quotes are removed), as Docker does.
+    """
+    entries = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        key = stripped.partition("=")[0]
+        if not _ENV_KEY.fullmatch(key):
+            raise InvalidArgument(f"env file {name}: line {number}: variable {key!r} is invalid")
+        entries.append(stripped)
+    return entries
+
+
+def parse_memory(text: str) -> int:
+    """`-m 256m`, `1g`, `268435456`: a size in MiB (Docker's units; bytes when there is none)."""
+    match = _MEMORY.fullmatch(text.strip())
+    if not match:
+        raise InvalidArgument(f"memory {text!r}: want a size like 256m or 1g")
+    size = int(match[1]) * _UNITS[match[2].lower()]
+    if size % (1 << 20):
+        raise InvalidArgument(f"memory {text!r}: want a whole number of MiB")
+    return size >> 20

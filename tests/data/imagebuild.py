@@ -144,6 +144,18 @@ def big_entries(mb: int, seed: int = 7) -> list[Entry]:
     return out
 
 
+def small_entries(count: int, seed: int = 11) -> list[Entry]:
+    """`count` small text files (0.1-4 KiB) spread over 100-file directories."""
+    rng = random.Random(seed)
+    out = [Entry("small", "dir", mode=0o755)]
+    for i in range(count):
+        if i % 100 == 0:
+            out.append(Entry(f"small/d{i // 100:04d}", "dir", mode=0o755))
+        data = (b"line %d of a small file\n" % i) * rng.randint(4, 160)
+        out.append(Entry(f"small/d{i // 100:04d}/f{i:06d}.txt", data=data))
+    return out
+
+
 # --- images and layouts --------------------------------------------------------------
 
 
@@ -152,6 +164,7 @@ class ImageSpec:
     arch: str = "amd64"
     variant: str = ""
     big_mb: int = 0
+    small_files: int = 0  # a layer of this many small files
     compression: str = "gzip"  # or "" for plain tar layers (as docker save writes them)
     entrypoint: list[str] | None = field(default_factory=lambda: ["/bin/busybox"])
     cmd: list[str] | None = field(default_factory=lambda: ["sh", "-c", "echo hello"])
@@ -230,6 +243,8 @@ class Layout:
             contents[1].append(Entry("etc/marker", data=spec.marker.encode()))
         if spec.big_mb:
             contents.append(big_entries(spec.big_mb))
+        if spec.small_files:
+            contents.append(small_entries(spec.small_files))
         tars = [tar_bytes(c) for c in contents]
         diff_ids = [sha256(t) for t in tars]
         pack = gzip_bytes if spec.compression == "gzip" else bytes

@@ -4,7 +4,13 @@ from pathlib import Path
 
 import pytest
 
-from vxn.config import DEFAULT_RUN_DIR, DEFAULT_STATE_DIR, load_settings
+from vxn.config import (
+    DEFAULT_RUN_DIR,
+    DEFAULT_STATE_DIR,
+    PullSettings,
+    RegistrySettings,
+    load_settings,
+)
 from vxn.errors import InvalidArgument
 
 
@@ -64,3 +70,41 @@ def test_bad_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -
 def test_named_config_must_exist(tmp_path: Path) -> None:
     with pytest.raises(InvalidArgument, match="no such file; fix VXN_CONFIG"):
         load_settings(env={"VXN_CONFIG": str(tmp_path / "missing.toml")})
+
+
+def test_pull_settings_and_registries(tmp_path: Path) -> None:
+    cfg = write(
+        tmp_path,
+        "[pull]\nread_timeout = 0.5\nattempts = 2\n"
+        '[registries."127.0.0.1:5000"]\ninsecure = true\n[registries."reg.example"]\n',
+    )
+    settings = load_settings(env={"VXN_CONFIG": str(cfg)})
+    assert settings.pull == PullSettings(read_timeout=0.5, attempts=2)
+    assert settings.registries == {
+        "127.0.0.1:5000": RegistrySettings(insecure=True),
+        "reg.example": RegistrySettings(),
+    }
+    assert load_settings(env={}).pull == PullSettings()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[pull]\ncolour = 1", "unknown key pull.'colour' (known: attempts, blob_timeout, "),
+        ("[pull]\nattempts = 0", "pull.attempts must be a positive integer"),
+        ("[pull]\nattempts = 1.5", "pull.attempts must be a positive integer"),
+        ("[pull]\nparallel = 33", "pull.parallel must be at most 32"),
+        ('[pull]\nread_timeout = "1"', "pull.read_timeout must be a positive number"),
+        ("[pull]\nread_timeout = true", "pull.read_timeout must be a positive number"),
+        ("pull = 3", "pull must be a table"),
+        ("registries = 3", "registries must be a table"),
+        ('[registries."a/b"]', "registries.'a/b': want host or host:port"),
+        ('[registries."h"]\ninsecure = "yes"', "registries.h.insecure must be true/false"),
+        ('[registries."h"]\ntls = false', "unknown key registries.h.'tls' (known: insecure)"),
+    ],
+)
+def test_bad_registry_config_is_one_clear_line(tmp_path: Path, text: str, message: str) -> None:
+    cfg = write(tmp_path, text)
+    with pytest.raises(InvalidArgument) as info:
+        load_settings(env={"VXN_CONFIG": str(cfg)})
+    assert str(info.value).startswith(f"config {cfg}: {message}")

@@ -21,6 +21,7 @@ import contextlib
 import errno
 import fcntl
 import hashlib
+import itertools
 import os
 import secrets
 import shutil
@@ -105,15 +106,14 @@ class Ingest:
     def __init__(self, store: ContentStore, op: str) -> None:
         self.store = store
         self.op = op
-        self._count = 0
+        self._names = itertools.count(1)  # next() is atomic: pulls stage from many threads
         self._lock_fd, self.dir = store._new_staging()
 
     def writer(self, algorithm: str = "sha256") -> BlobWriter:
         if algorithm not in ALGORITHMS:
             raise InvalidArgument(f"{self.op}: digest algorithm {algorithm!r} is not supported")
-        self._count += 1
         with self.translated():
-            return BlobWriter(self.dir / str(self._count), algorithm)
+            return BlobWriter(self.dir / str(next(self._names)), algorithm)
 
     def stage(self, source: BinaryIO, algorithm: str = "sha256") -> StagedBlob:
         """Copy a stream into a new staged file."""

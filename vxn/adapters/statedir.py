@@ -4,13 +4,16 @@ Every path under them is computed here and nowhere else.
 
     <state_dir>/            (/var/lib/vxn)
         content/            the content store (vxn.adapters.content owns its inside)
+        rootfs/             base disks, one per image (vxn.engine.rootfs owns its inside)
         containers/<id>/    one directory per container; config.json names its image
+        guest/              kernel, base initramfs cache (vxn.engine.guest owns its inside)
 
     <run_dir>/              (/run/vxn)
         vxn.sock            the API socket
         vxnd.lock           held by the running vxnd (one daemon per run dir)
         autostart.lock      serialises CLIs that start a daemon
         vxnd.log            the log of an auto-started vxnd
+        guests/<name>/      a running guest's sockets and logs (the backend owns its inside)
 """
 
 from __future__ import annotations
@@ -32,8 +35,16 @@ class StateDir:
     def containers(self) -> Path:
         return self.root / "containers"
 
+    @property
+    def rootfs(self) -> Path:
+        return self.root / "rootfs"
+
+    @property
+    def guest(self) -> Path:
+        return self.root / "guest"
+
     def ensure(self) -> None:
-        for path in (self.root, self.content, self.containers):
+        for path in (self.root, self.content, self.containers, self.rootfs):
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
 
 
@@ -56,6 +67,10 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.root / "vxnd.log"
+
+    @property
+    def guests(self) -> Path:
+        return self.root / "guests"
 
     def ensure(self) -> None:
         self.root.mkdir(mode=0o755, parents=True, exist_ok=True)

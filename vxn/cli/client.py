@@ -116,6 +116,18 @@ class Client:
     def post(self, path: str, body: Any = None, query: Mapping[str, str] | None = None) -> Any:
         return self._call("POST", path, query, body)
 
+    def stream(
+        self, path: str, query: Mapping[str, str], body: Any = None
+    ) -> Iterator[dict[str, Any]]:
+        """POST a JSON body, then yield the NDJSON reply lines as they come."""
+        data = json.dumps(body if body is not None else {}).encode()
+        headers = {"Content-Type": "application/json"}
+        try:
+            self._conn.request("POST", _url(path, query), body=data, headers=headers)
+        except OSError as e:
+            raise self._lost(e) from None
+        yield from self._lines(self._response())
+
     def upload(
         self, path: str, query: Mapping[str, str], write: Callable[[BinaryIO], object]
     ) -> Iterator[dict[str, Any]]:

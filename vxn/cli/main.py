@@ -73,7 +73,7 @@ class _LazyGroup(click.Group):
 
 
 # name -> vxn.cli.commands.<name>.<name>
-COMMANDS = ("image", "images", "info", "load", "rmi", "tag")
+COMMANDS = ("image", "images", "info", "load", "pull", "rmi", "run", "tag")
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -3,7 +3,8 @@
 Pure data: the content store reads and writes its JSON (images.json), and the image
 service plans every change with it — resolve a name or id, untag, delete, prune —
 before anything on disk moves. Images are keyed by manifest digest; an image's id is
-its config digest, as in Docker. Names are full normalized tagged references.
+its config digest, as in Docker. Names are full normalized references: tagged, or
+`name@digest` for an image pulled by digest.
 """
 
 from __future__ import annotations
@@ -119,7 +120,8 @@ class Catalog:
             ref = None  # a 64-hex image id is not a name
         if ref is not None and ref.digest is not None:
             found = self.images.get(ref.digest)
-            if found is not None and any(n.startswith(ref.name + ":") for n in self.refs):
+            named = (ref.name + ":", ref.name + "@")  # by tag, or pulled by digest
+            if found is not None and any(n.startswith(named) for n in self.refs):
                 return Resolved(image=found, reference=None)
         elif ref is not None and str(ref) in self.refs:
             return Resolved(image=self.images[self.refs[str(ref)]], reference=ref)

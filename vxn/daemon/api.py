@@ -15,6 +15,10 @@ import json
 import logging
 import os
 import shutil
+import socket
+import struct
+import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +34,8 @@ from vxn.errors import Internal, InvalidArgument, NotFound, Unavailable, VxnErro
 
 if TYPE_CHECKING:
     from vxn.engine.images import ImageSummary, LoadedImage, PruneReport
+    from vxn.engine.pull import ProgressFn, PullEvent, PullOptions, PullResult
+    from vxn.engine.rootfs import RootfsInfo, UnpackInfo
 
 log = logging.getLogger("vxnd.api")
 
@@ -56,6 +62,17 @@ class ImageAPI(Protocol):
     async def remove(self, ref_or_id: str, *, force: bool = False) -> builtins.list[str]: ...
     async def prune(self) -> PruneReport: ...
     async def store_size(self) -> int: ...
+    async def pull(
+        self,
+        reference: str,
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult: ...
+    async def rootfs(self, ref_or_id: str) -> RootfsInfo: ...
+    async def unpack(self, ref_or_id: str, dest: Path, *, uid: int = 0) -> UnpackInfo: ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +80,7 @@ class Context:
     settings: Settings
     images: ImageAPI
     platform: Platform
+    containers: Any = None  # vxn.daemon.api_containers.ContainerAPI: `run` needs one
 
 
 CONTEXT = web.AppKey("context", Context)
@@ -76,9 +94,15 @@ def make_app(ctx: Context) -> web.Application:
     app.router.add_get("/v1/images", images_list)
     app.router.add_get("/v1/images/inspect", images_inspect)
     app.router.add_post("/v1/images/load", images_load)
+    app.router.add_post("/v1/images/pull", images_pull)
     app.router.add_post("/v1/images/tag", images_tag)
     app.router.add_post("/v1/images/remove", images_remove)
     app.router.add_post("/v1/images/prune", images_prune)
+    app.router.add_post("/v1/images/rootfs", images_rootfs)
+    app.router.add_post("/v1/images/unpack", images_unpack)
+    from vxn.daemon.api_containers import containers_run  # it imports this module
+
+    app.router.add_post("/v1/containers/run", containers_run)
     return app
 
 
@@ -192,6 +216,34 @@ async def images_prune(request: web.Request) -> web.Response:
     return web.json_response({"deleted": list(report.deleted), "reclaimed": report.reclaimed})
 
 
+async def images_rootfs(request: web.Request) -> web.Response:
+    """Build the image's base disk if need be; reply with its path and the time taken here."""
+    ref = _field(await _json(request), "ref")
+    start = time.perf_counter()
+    info = await _ctx(request).images.rootfs(ref)
+    return web.json_response(info.to_json() | {"seconds": time.perf_counter() - start})
+
+
+async def images_unpack(request: web.Request) -> web.Response:
+    """Flatten the image into a new directory, written by vxnd (as root) on this host,
+    inside a directory the client's user owns (its uid comes from SO_PEERCRED)."""
+    body = await _json(request)
+    dest = Path(_field(body, "dir"))
+    if not dest.is_absolute():
+        raise InvalidArgument(f"unpack: {dest} must be an absolute path")
+    uid = _peer_uid(request)
+    info = await _ctx(request).images.unpack(_field(body, "ref"), dest, uid=uid)
+    return web.json_response({"dir": str(info.dir), "entries": info.entries})
+
+
+def _peer_uid(request: web.Request) -> int:
+    sock = request.transport.get_extra_info("socket") if request.transport else None
+    if sock is None or sock.family != socket.AF_UNIX:
+        raise InvalidArgument(f"{request.path}: only for clients on the unix socket")
+    _, uid, _ = struct.unpack("3i", sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12))
+    return int(uid)
+
+
 async def images_load(request: web.Request) -> web.StreamResponse:
     """The archive is the request body; the reply is one NDJSON line per loaded image."""
     name = request.query.get("name") or None
@@ -214,6 +266,75 @@ async def images_load(request: web.Request) -> web.StreamResponse:
     except ConnectionError:
         log.info("load: the client went away before the reply")
     return response
+
+
+async def images_pull(request: web.Request) -> web.StreamResponse:
+    """Query: ref, platform, tls_verify, cert_dir, progress=1; body: {"auth": credentials}.
+    The reply is NDJSON: `{"progress": …}` lines when asked for, then `{"pulled": …}`."""
+    ref, platform = _query(request, "ref"), _platform(request)
+    options = await _pull_options(request)
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    events: asyncio.Queue[PullEvent | None] = asyncio.Queue()
+    loop, cancel = asyncio.get_running_loop(), threading.Event()
+
+    def progress(event: PullEvent) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, event)
+
+    pull = _ctx(request).images.pull(
+        ref,
+        platform=platform,
+        options=options,
+        progress=progress if request.query.get("progress") == "1" else None,
+        cancel=cancel,
+    )
+    task = asyncio.ensure_future(pull)
+    task.add_done_callback(lambda _: events.put_nowait(None))
+    try:
+        while (event := await events.get()) is not None:
+            await response.write(json.dumps({"progress": event.to_json()}).encode() + b"\n")
+        await _finish(request, response, {"pulled": task.result().to_json()})
+    except VxnError as e:
+        await _finish(request, response, error_body(e))
+    except ConnectionError:
+        log.info("pull %s: the client went away; stopping the pull", ref)
+    except Exception as e:
+        await _finish(request, response, error_body(internal(request, e)))
+    finally:
+        cancel.set()  # a no-op once the pull is done; else it stops at the next chunk
+        await asyncio.gather(task, return_exceptions=True)
+    return response
+
+
+async def _finish(request: web.Request, response: web.StreamResponse, line: Any) -> None:
+    try:
+        await response.write(json.dumps(line).encode() + b"\n")
+        await response.write_eof()
+    except ConnectionError:
+        log.info("%s: the client went away before the reply", request.path)
+
+
+def _platform(request: web.Request) -> Platform | None:
+    text = request.query.get("platform")
+    return Platform.parse(text) if text else None
+
+
+async def _pull_options(request: web.Request) -> PullOptions:
+    from vxn.core.credentials import Credentials
+    from vxn.engine.pull import PullOptions
+
+    tls = request.query.get("tls_verify")
+    if tls not in (None, "true", "false"):
+        raise InvalidArgument("pull: tls_verify must be true or false")
+    cert_dir = request.query.get("cert_dir")
+    if cert_dir is not None and not Path(cert_dir).is_absolute():
+        raise InvalidArgument(f"pull: cert dir {cert_dir} must be an absolute path")
+    auth = (await _json(request)).get("auth") if request.can_read_body else None
+    return PullOptions(
+        credentials=Credentials.from_json(auth) if auth is not None else None,
+        tls_verify=None if tls is None else tls == "true",
+        cert_dir=Path(cert_dir) if cert_dir else None,
+    )
 
 
 class BodyReader(io.RawIOBase):

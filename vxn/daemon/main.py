@@ -43,11 +43,23 @@ def cli(state_dir: Path | None, run_dir: Path | None, log_file: Path | None, deb
         else Platform.for_machine(os.uname().machine)
     )
     images = _image_service(settings, platform)
-    asyncio.run(server.run(Context(settings=settings, images=images, platform=platform)))
+    containers = _container_service(settings, images)
+    ctx = Context(settings=settings, images=images, platform=platform, containers=containers)
+    asyncio.run(server.run(ctx))
+
+
+def _container_service(settings: Settings, images: ImageAPI) -> object:
+    from vxn.adapters.statedir import RunDir
+    from vxn.daemon.api import detect_backends
+    from vxn.engine.containers import ContainerService
+
+    state, run = StateDir(settings.state_dir), RunDir(settings.run_dir)
+    return ContainerService(settings, state, run, images, xen=detect_backends()["xen"])
 
 
 def _image_service(settings: Settings, platform: Platform) -> ImageAPI:
     from vxn.engine.images import ImageService
+    from vxn.engine.pull import PullConfig
 
     state = StateDir(settings.state_dir)
     try:
@@ -57,7 +69,8 @@ def _image_service(settings: Settings, platform: Platform) -> ImageAPI:
             f"state dir {state.root}: cannot create it ({e.strerror}); "
             "fix VXN_STATE_DIR or --state-dir"
         ) from None
-    return ImageService(state, platform)
+    pull = PullConfig(settings=settings.pull, registries=settings.registries)
+    return ImageService(state, platform, pull=pull)
 
 
 def main(argv: list[str] | None = None) -> None:

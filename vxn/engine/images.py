@@ -12,6 +12,7 @@ import asyncio
 import builtins
 import json
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,18 @@ from vxn.core.manifest import MAX_DOCUMENT_SIZE, Manifest, parse_config, parse_d
 from vxn.core.platform import Platform
 from vxn.core.reference import Reference
 from vxn.engine.load import Candidate, apply_name, plan_load
-from vxn.errors import Internal, InvalidArgument
+from vxn.engine.pull import (
+    POLICIES,
+    Fetched,
+    ProgressFn,
+    PullConfig,
+    Puller,
+    PullOptions,
+    PullResult,
+    pull_name,
+)
+from vxn.engine.rootfs import RootfsCache, RootfsInfo, UnpackInfo
+from vxn.errors import Internal, InvalidArgument, NotFound, Unavailable
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -66,10 +78,19 @@ class PruneReport:
 
 
 class ImageService:
-    def __init__(self, state: StateDir, platform: Platform) -> None:
+    def __init__(
+        self,
+        state: StateDir,
+        platform: Platform,
+        *,
+        rootfs: RootfsCache | None = None,
+        pull: PullConfig | None = None,
+    ) -> None:
         self.state = state
         self.platform = platform
         self.store = ContentStore(state.content)
+        self.puller = Puller(self.store, pull or PullConfig())
+        self.rootfs_cache = rootfs or RootfsCache(state.rootfs, self.store)
 
     async def load(
         self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None
@@ -99,7 +120,120 @@ class ImageService:
     async def store_size(self) -> int:
         return await asyncio.to_thread(self.store_size_sync)
 
+    async def rootfs(self, ref_or_id: str) -> RootfsInfo:
+        """The image's read-only base disk, built first if need be."""
+        return await asyncio.to_thread(self.rootfs_sync, ref_or_id)
+
+    async def unpack(self, ref_or_id: str, dest: Path, *, uid: int = 0) -> UnpackInfo:
+        """The flattened tree in a new directory `dest`, for a client of user id `uid`."""
+        return await asyncio.to_thread(self.unpack_sync, ref_or_id, dest, uid=uid)
+
+    async def pull(
+        self,
+        reference: str,
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult:
+        """Pull from a registry: every blob verified, all or nothing, reusing what the
+        store has. `progress` is called from worker threads."""
+        return await asyncio.to_thread(
+            self.pull_sync,
+            reference,
+            platform=platform,
+            options=options,
+            progress=progress,
+            cancel=cancel,
+        )
+
+    async def ensure(
+        self,
+        reference: str,
+        policy: str = "missing",
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Digest:
+        """The manifest digest of an image to run, pulled first as `policy` says
+        (`--pull always|missing|never`)."""
+        return await asyncio.to_thread(
+            self.ensure_sync,
+            reference,
+            policy,
+            platform=platform,
+            options=options,
+            progress=progress,
+        )
+
     # --- the sync cores ----------------------------------------------------------------
+
+    def pull_sync(
+        self,
+        reference: str,
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult:
+        ref = Reference.parse(reference)
+        op = f"pull {ref}"
+        with self.store.ingest(op) as ingest:
+            fetched = self.puller.fetch(
+                ref,
+                platform or self.platform,
+                ingest,
+                options or PullOptions(),
+                progress or (lambda _: None),
+                cancel or threading.Event(),
+            )
+            up_to_date = self.store.transaction(op, lambda tx: self._commit_pull(tx, fetched))
+        record = fetched.candidate.record
+        return PullResult(
+            reference=pull_name(ref),
+            digest=fetched.top,
+            manifest=record.manifest,
+            id=record.config,
+            up_to_date=up_to_date,
+        )
+
+    def _commit_pull(self, tx: Transaction, fetched: Fetched) -> bool:
+        """Commit a pull; whether its name already pointed at this image."""
+        gone = sorted((d for d in fetched.reused if not self.store.has_blob(d)), key=str)
+        if gone:
+            raise Unavailable(
+                f"{tx.op}: blob {gone[0]} was removed while pulling (by a prune?); pull again"
+            )
+        record, names = fetched.candidate.record, fetched.candidate.names
+        before = self._parse(tx.read_metadata()).refs.get(names[0])
+        self._commit(tx, [fetched.candidate])
+        return before == record.manifest
+
+    def ensure_sync(
+        self,
+        reference: str,
+        policy: str = "missing",
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+    ) -> Digest:
+        if policy not in POLICIES:
+            raise InvalidArgument(f"--pull {policy}: want {', '.join(POLICIES)}")
+        if policy != "always":
+            try:
+                return self._catalog().resolve(reference).image.manifest
+            except NotFound:
+                if policy == "never":
+                    raise NotFound(
+                        f"image {reference}: not in the store, and --pull=never; "
+                        "pull or load it first"
+                    ) from None
+        pulled = self.pull_sync(reference, platform=platform, options=options, progress=progress)
+        return pulled.manifest
 
     def load_sync(
         self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None
@@ -150,7 +284,7 @@ class ImageService:
         refs = [Reference.parse(n) for n in catalog.names_of(record.manifest)]
         return {
             "Id": str(record.config),
-            "RepoTags": [r.familiar for r in refs],
+            "RepoTags": [r.familiar for r in refs if r.digest is None],
             "RepoDigests": sorted({f"{r.familiar_name}@{record.manifest}" for r in refs}),
             "Created": config.created,
             "Os": config.os,
@@ -175,6 +309,7 @@ class ImageService:
                 {"Digest": str(d.digest), "MediaType": d.media_type, "Size": d.size}
                 for d in manifest.layers
             ],
+            "Rootfs": self.rootfs_cache.state(record.manifest),
         }
 
     def tag_sync(self, source: str, target: str) -> None:
@@ -196,6 +331,7 @@ class ImageService:
             plan = plan_remove(self._parse(tx.read_metadata()), ref_or_id, force=force, users=users)
             tx.write_metadata(plan.catalog.to_json())
             tx.delete_blobs(plan.orphaned_blobs())  # after the metadata stops naming them
+            self.rootfs_cache.remove(r.manifest for r in plan.deleted)
             return builtins.list(plan.lines)
 
         return self.store.transaction(f"remove {ref_or_id}", body)
@@ -210,12 +346,19 @@ class ImageService:
             orphans = unreferenced(plan.catalog, self.store.blobs())
             freed = tx.delete_blobs(orphans)
             freed += self.store.prune_staging()
+            freed += self.rootfs_cache.prune(plan.catalog.images)
             return PruneReport(deleted=[str(d) for d in orphans], reclaimed=freed)
 
         return self.store.transaction("prune", body)
 
     def store_size_sync(self) -> int:
         return self.store.size()
+
+    def rootfs_sync(self, ref_or_id: str) -> RootfsInfo:
+        return self.rootfs_cache.ensure(self._catalog().resolve(ref_or_id).image)
+
+    def unpack_sync(self, ref_or_id: str, dest: Path, *, uid: int = 0) -> UnpackInfo:
+        return self.rootfs_cache.unpack(self._catalog().resolve(ref_or_id).image, dest, uid=uid)
 
     # --- helpers -----------------------------------------------------------------------
 

@@ -12,11 +12,16 @@ import builtins
 import hashlib
 import io
 import tarfile
+import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, BinaryIO
 
+from vxn.core.digest import Digest
 from vxn.core.platform import Platform
 from vxn.engine.images import ImageSummary, LoadedImage, PruneReport
+from vxn.engine.pull import ProgressFn, PullEvent, PullOptions, PullResult
+from vxn.engine.rootfs import RootfsInfo, UnpackInfo
 from vxn.errors import FailedPrecondition, InvalidArgument, NotFound
 
 
@@ -54,6 +59,10 @@ class FakeImageService:
     def __init__(self, images: list[FakeImage] | None = None) -> None:
         self.images: list[FakeImage] = list(images or [])
         self.loads: list[tuple[bytes, str | None, Platform | None]] = []  # what load() read
+        # What pull() finds, by full reference; and what it was asked.
+        self.remote: dict[str, FakeImage] = {}
+        self.pulls: list[tuple[str, Platform | None, PullOptions | None]] = []
+        self.unpacked: list[tuple[str, Path, int]] = []  # what unpack() was asked, by whom
 
     async def load(
         self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None
@@ -117,6 +126,51 @@ class FakeImageService:
 
     async def store_size(self) -> int:
         return sum(i.size for i in self.images)
+
+    async def pull(
+        self,
+        reference: str,
+        *,
+        platform: Platform | None = None,
+        options: PullOptions | None = None,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PullResult:
+        self.pulls.append((reference, platform, options))
+        name = normalize(reference)
+        remote = self.remote.get(name)
+        if remote is None:
+            raise NotFound(f"pull {name}: manifest: 404 MANIFEST_UNKNOWN: manifest unknown")
+        short = remote.id.partition(":")[2][:12]
+        for current in (remote.size // 2, remote.size):
+            if progress is not None:
+                progress(
+                    PullEvent(id=short, status="Downloading", current=current, total=remote.size)
+                )
+        image = next((i for i in self.images if i.id == remote.id), None)
+        if image is None:
+            image = FakeImage(id=remote.id, manifest=remote.manifest, size=remote.size)
+            self.images.append(image)
+        up_to_date = name in image.names
+        self._name(image, name)
+        digest = Digest.parse(image.manifest)
+        return PullResult(
+            reference=name,
+            digest=digest,
+            manifest=digest,
+            id=Digest.parse(image.id),
+            up_to_date=up_to_date,
+        )
+
+    async def rootfs(self, ref_or_id: str) -> RootfsInfo:
+        image = self._find(ref_or_id)
+        path = Path(f"/fake/rootfs/{image.manifest.replace(':', '-')}.ext4")
+        return RootfsInfo(path=path, built=False, size=image.size)
+
+    async def unpack(self, ref_or_id: str, dest: Path, *, uid: int = 0) -> UnpackInfo:
+        self._find(ref_or_id)
+        self.unpacked.append((ref_or_id, dest, uid))
+        return UnpackInfo(dir=dest, entries=1)
 
     def _find(self, ref_or_id: str) -> FakeImage:
         for image in self.images:

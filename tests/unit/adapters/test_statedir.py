@@ -14,6 +14,8 @@ def test_layout_paths(tmp_path: Path) -> None:
     assert state.content == tmp_path / "s" / "content"
     assert state.content.is_dir()
     assert state.containers.is_dir()
+    assert state.rootfs == tmp_path / "s" / "rootfs"
+    assert (state.rootfs.stat().st_mode & 0o777) == 0o700
     assert (state.root.stat().st_mode & 0o777) == 0o700
     run = RunDir(tmp_path / "r")
     assert run.socket.name == "vxn.sock"

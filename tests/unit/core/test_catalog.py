@@ -174,3 +174,12 @@ def test_prune_deletes_unnamed_images_no_container_uses() -> None:
 
 def test_unreferenced_lists_blobs_no_image_holds() -> None:
     assert unreferenced(catalog(), [d("7"), d("e"), d("a"), d("5")]) == [d("5"), d("e")]
+
+
+def test_an_image_pulled_by_digest_is_found_by_that_name() -> None:
+    pinned = f"example.com/c@{B.manifest}"
+    cat = Catalog().with_image(B).with_ref(pinned, B.manifest)
+    assert Catalog.from_json(cat.to_json()) == cat
+    assert cat.resolve(pinned).image == B
+    with pytest.raises(NotFound):
+        cat.resolve(f"example.com/other@{B.manifest}")

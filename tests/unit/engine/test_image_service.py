@@ -358,6 +358,12 @@ def test_inspect_is_docker_shaped(svc: ImageService, built: dict[str, Any]) -> N
             {"Digest": d["digest"], "MediaType": d["mediaType"], "Size": d["size"]}
             for d in image.layers
         ],
+        "Rootfs": {
+            "Built": False,
+            "Path": None,
+            "Size": None,
+            "Key": f"{image.digest.replace(':', '-')}.f1.create.ext4",
+        },
     }
 
 

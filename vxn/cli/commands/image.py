@@ -1,4 +1,5 @@
-"""`vxn image`: inspect and prune, plus the ls/rm/tag/load aliases, like `docker image`."""
+"""`vxn image`: inspect and prune, plus the ls/rm/tag/load aliases, like `docker image`,
+and vxn's own unpack and rootfs."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from vxn.cli import render
 from vxn.cli.commands.images import images
 from vxn.cli.commands.load import load
 from vxn.cli.commands.rmi import rmi
+from vxn.cli.commands.rootfs import rootfs
 from vxn.cli.commands.tag import tag
+from vxn.cli.commands.unpack import unpack
 from vxn.errors import NotFound
 
 if TYPE_CHECKING:
@@ -27,6 +30,8 @@ image.add_command(images, "ls")
 image.add_command(rmi, "rm")
 image.add_command(tag, "tag")
 image.add_command(load, "load")
+image.add_command(unpack, "unpack")
+image.add_command(rootfs, "rootfs")
 
 
 @image.command("inspect")

@@ -22,12 +22,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from e2e import cpio
 from e2e.aptsource import configured_source
 from e2e.cache import cache_root, digest, locked, publish
+from vxn.core import cpio
 
 HERE = Path(__file__).resolve().parent
-CPIO = Path(cpio.__file__)
+CPIO = Path(cpio.__file__)  # in the cache key: it writes the Dom0 initramfs
 INIT_SCRIPT = HERE / "dom0" / "init.sh"
 INITRD_INIT = HERE / "dom0" / "initrd-init.sh"
 # What the Dom0's initramfs loads to mount its root (dependencies come from modules.dep).
@@ -120,16 +120,17 @@ def _module_order(moddir: Path, wanted: list[str]) -> list[str]:
 def _dom0_initrd(root: Path, kver: str) -> bytes:
     moddir = root / "lib/modules" / kver
     mods = _module_order(moddir, INITRD_MODULES)
-    entries = [(d, 0o40755, b"") for d in cpio.parents([f"lib/modules/{kver}/{m}" for m in mods])]
-    entries += [(f"lib/modules/{kver}/{m}", 0o100644, (moddir / m).read_bytes()) for m in mods]
-    order = "".join(f"lib/modules/{kver}/{m}\n" for m in mods).encode()
-    entries += [
-        ("bin", 0o40755, b""),
-        ("bin/busybox", 0o100755, (root / "bin/busybox").read_bytes()),
-        ("modules.order", 0o100644, order),
-        ("init", 0o100755, INITRD_INIT.read_bytes()),
+    paths = [f"lib/modules/{kver}/{m}" for m in mods]
+    members = [cpio.Member.directory(d) for d in cpio.parents(paths)]
+    for path, module in zip(paths, mods, strict=True):
+        members.append(cpio.Member.file(path, (moddir / module).read_bytes()))
+    members += [
+        cpio.Member.directory("bin"),
+        cpio.Member.file("bin/busybox", (root / "bin/busybox").read_bytes(), 0o755),
+        cpio.Member.file("modules.order", "".join(f"{p}\n" for p in paths).encode()),
+        cpio.Member.file("init", INITRD_INIT.read_bytes(), 0o755),
     ]
-    return cpio.newc(entries)
+    return cpio.archive(members)
 
 
 def _customise(root: Path, kver: str) -> None:

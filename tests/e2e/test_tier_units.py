@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from e2e import checkout, cpio, junit
+from e2e import checkout, junit
 from e2e.aptsource import configured_source
 from e2e.dom0.agent import console_lines
 from e2e.dom0image import Dom0Image, _module_order
@@ -49,34 +49,6 @@ def test_junit_round_trips_over_the_console() -> None:
     noise = ["(XEN) something", "VXN-JUNIT-B64 id=other QUJD"]
     text = "\n".join([*noise, *console_lines("j1", JUNIT), "VXN-JOB-DONE id=j1 rc=1"])
     assert junit.from_console(text, "j1") == JUNIT
-
-
-def _read_newc(data: bytes) -> list[tuple[str, int, bytes]]:
-    out: list[tuple[str, int, bytes]] = []
-    pos = 0
-    while True:
-        assert data[pos : pos + 6] == b"070701"
-        fields = [int(data[pos + 6 + 8 * i : pos + 14 + 8 * i], 16) for i in range(13)]
-        name_end = pos + 110 + fields[11]
-        name = data[pos + 110 : name_end - 1].decode()
-        start = name_end + (-name_end % 4)
-        body = data[start : start + fields[6]]
-        pos = start + fields[6] + (-(start + fields[6]) % 4)
-        if name == "TRAILER!!!":
-            return out
-        out.append((name, fields[1], body))
-
-
-def test_newc_archive_is_readable_and_padded() -> None:
-    entries = [("bin", 0o40755, b""), ("bin/x", 0o100755, b"hello"), ("init", 0o100755, b"#!")]
-    data = cpio.newc(entries)
-    assert len(data) % 4 == 0  # another archive may be appended
-    assert _read_newc(data) == entries
-    assert cpio.parents(["/lib/x86_64-linux-gnu/libc.so.6", "bin/busybox"]) == [
-        "bin",
-        "lib",
-        "lib/x86_64-linux-gnu",
-    ]
 
 
 def test_apt_source_from_deb822_and_one_line_lists(

@@ -1,7 +1,7 @@
 """Tiny PV guests for tests inside the Dom0: a busybox initramfs and `xl` helpers.
 
 The initramfs is built from the Dom0's own files (static busybox,
-xenstore-write and its libraries) with a small newc writer, so a test can
+xenstore-write and its libraries) with vxn's cpio writer, so a test can
 give every guest its own /init. The guest kernel is the Dom0's, uncompressed
 at image build time (/boot/vmlinux-*: `xl create` takes half as long).
 """
@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from e2e.cpio import newc, parents
+from vxn.core.cpio import Member, archive, parents
 
 T = TypeVar("T")
 BUSYBOX = Path("/bin/busybox")
@@ -32,13 +32,13 @@ def _libraries(binary: Path) -> list[Path]:
 
 def initramfs(init: str) -> bytes:
     """busybox, xenstore-write (+ libraries) and `init` as /init."""
-    files = {"/bin/busybox": BUSYBOX, "/bin/xenstore-write": XENSTORE_WRITE}
-    files |= {str(lib): lib for lib in _libraries(XENSTORE_WRITE)}
-    dirs = sorted({"dev", "proc", "sys", "tmp", *parents(list(files))})
-    entries = [(d, 0o40755, b"") for d in dirs]
-    entries += [(p, 0o100755, src.read_bytes()) for p, src in sorted(files.items())]
-    entries.append(("init", 0o100755, init.encode()))
-    return newc(entries)
+    files = {"bin/busybox": BUSYBOX, "bin/xenstore-write": XENSTORE_WRITE}
+    files |= {str(lib).lstrip("/"): lib for lib in _libraries(XENSTORE_WRITE)}
+    dirs = {"dev", "proc", "sys", "tmp", *parents(list(files))}
+    members = [Member.directory(d) for d in sorted(dirs, key=lambda d: (d.count("/"), d))]
+    members += [Member.file(p, src.read_bytes(), 0o755) for p, src in sorted(files.items())]
+    members.append(Member.file("init", init.encode(), 0o755))
+    return archive(members)
 
 
 def guest_kernel() -> Path:

@@ -9,7 +9,12 @@ mkdir -p /dev/pts /dev/shm && mount -t devpts devpts /dev/pts
 mount -o remount,rw /
 mount -t tmpfs tmpfs /run; mount -t tmpfs tmpfs /tmp
 mkdir -p /run/lock /var/log/xen /var/lib/xen /run/xen
+# What udev would make: Xen's block hotplug script (locking.sh) needs /dev/stdin,
+# and spins until libxl kills it without.
 [ -e /dev/fd ] || ln -s /proc/self/fd /dev/fd
+for n in 0:stdin 1:stdout 2:stderr; do
+    [ -e "/dev/${n#*:}" ] || ln -s "/proc/self/fd/${n%%:*}" "/dev/${n#*:}"
+done
 hostname dom0
 echo "VXN-DOM0: userspace up at $(cut -d' ' -f1 /proc/uptime)s"
 for m in xen-blkback xen-netback loop 9pnet_virtio 9p; do modprobe $m; done

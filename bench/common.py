@@ -28,9 +28,10 @@ def median_of(runs: int, once: Callable[[], float]) -> float:
 
 
 @contextmanager
-def vxn_env(root: Path) -> Iterator[dict[str, str]]:
-    """Env for vxn on its own state and run dirs under `root`, with a warm vxnd."""
-    env = os.environ | {"VXN_STATE_DIR": str(root / "s"), "VXN_RUN_DIR": str(root / "r")}
+def vxn_env(root: Path, **extra: str) -> Iterator[dict[str, str]]:
+    """Env for vxn on its own state and run dirs under `root` (plus `extra` variables,
+    which the daemon sees too), with a warm vxnd."""
+    env = os.environ | {"VXN_STATE_DIR": str(root / "s"), "VXN_RUN_DIR": str(root / "r")} | extra
     subprocess.run([VXN, "images"], check=True, env=env, stdout=subprocess.DEVNULL)
     try:
         yield env

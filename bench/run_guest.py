@@ -33,8 +33,7 @@ def rows(runs: int, work: Path) -> list[Row]:
     runs = max(1, min(runs, 5))  # each is a TCG boot: seconds, not milliseconds
     config = work / "vxn.toml"
     config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
-    with vxn_env(work) as env:
-        env["VXN_CONFIG"] = str(config)
+    with vxn_env(work, VXN_CONFIG=str(config)) as env:
         _load_demo(work, env)
         argv = [VXN, "run", "--rm", DEMO_NAME, "true"]
         timed(argv, env)  # warm: kernel, initramfs and rootfs disk built once

@@ -4,17 +4,22 @@ within the boot timeout; and the KVM probe falls back to TCG where KVM does not 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
+from data import imagebuild
+from data.imagebuild import DEMO_NAME
 
 from vxn.adapters.qemu import QemuBackend
 from vxn.core.guestspec import GuestSpec
 from vxn.engine.guest import PROBE_TIMEOUT, GuestArtefacts
 from vxn.engine.guestrun import Boot, Timeline, run_guest
 from vxn.errors import Unavailable
+from vxn.testing.daemon import VxnDirs, vxn_argv
 
 pytestmark = pytest.mark.integration
 
@@ -80,3 +85,24 @@ async def test_kvm_is_used_only_after_a_probe_proves_it(tmp_path: Path) -> None:
     assert time.monotonic() - start < 1
     assert await artefacts.accel("tcg", kernel) == "tcg"
     await asyncio.sleep(0)
+
+
+def test_a_failed_run_leaves_its_record_exited_with_the_reason(tmp_path: Path) -> None:
+    with VxnDirs() as dirs:
+        dirs.config.write_text(
+            f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\nboot_timeout = 1\n'
+        )
+        env = dirs.env()
+        imagebuild.main(["demo", str(tmp_path / "d.tar")])
+        assert subprocess.run(vxn_argv("load", str(tmp_path / "d.tar")), env=env).returncode == 0
+        ran = subprocess.run(
+            vxn_argv("run", "--name", "late", DEMO_NAME, "true"),
+            env=env,
+            capture_output=True,
+            timeout=120,
+        )
+        assert ran.returncode == 125
+        (record,) = (dirs.state / "containers").glob("*/config.json")
+        doc = json.loads(record.read_text())
+        assert (doc["name"], doc["state"], doc["exit_code"]) == ("late", "exited", 125)
+        assert "did not start in 1 s" in doc["error"]

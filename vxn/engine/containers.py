@@ -37,6 +37,7 @@ from vxn.errors import AlreadyExists, FailedPrecondition, InvalidArgument
 
 MIN_MEMORY_MIB = 96  # measured: 96 boots, 80 panics (TCG, Debian 6.1, this initramfs)
 UPPER_SIZE = 8 << 30  # sparse: only what the container writes takes space
+EXIT_FAILED = 125  # a run's code when vxn, not the command, failed
 _NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
 
 
@@ -94,7 +95,13 @@ class ContainerService:
         try:
             boot = await self._boot(cid, request, spec, memory, cpus, record)
             await self._set_state(record, "running")
-            code = await run_guest(hv, boot, output, error, timeline)
+            try:
+                code = await run_guest(hv, boot, output, error, timeline)
+            except Exception as e:
+                # run_guest destroyed the guest, so the record must not say running. (A
+                # cancelled run is left as it is: its guest outlives vxnd by design.)
+                await self._set_state(record, "exited", exit_code=EXIT_FAILED, error=str(e))
+                raise
             await self._set_state(record, "exited", exit_code=code)
         finally:
             if request.remove:

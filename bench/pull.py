@@ -39,8 +39,7 @@ def build(root: Path) -> None:
     layers = [layout.add_blob(ib.gzip_bytes(t), ib.LAYER_TYPES["gzip"]) for t in tars]
     config_doc = ib.config_doc(ib.ImageSpec(), [ib.sha256(t) for t in tars])
     config = layout.add_blob(ib.canonical(config_doc), ib.OCI_CONFIG)
-    manifest = {"schemaVersion": 2, "mediaType": ib.OCI_MANIFEST, "config": config}
-    desc = layout.add_blob(ib.canonical(manifest | {"layers": layers}), ib.OCI_MANIFEST)
+    desc = layout.add_manifest(config, layers)
     layout.write_index([(desc, ib.ref_name("big"))])
 
 

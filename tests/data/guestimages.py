@@ -14,7 +14,6 @@ from data.imagebuild import (
     BUSYBOX,
     LAYER_TYPES,
     OCI_CONFIG,
-    OCI_MANIFEST,
     Entry,
     ImageSpec,
     Layout,
@@ -59,13 +58,7 @@ def write_image(out: Path, name: str, entries: list[Entry], spec: ImageSpec) -> 
         tar = tar_bytes(entries)
         layer = layout.add_blob(gzip_bytes(tar), LAYER_TYPES["gzip"])
         config = layout.add_blob(canonical(config_doc(spec, [sha256(tar)])), OCI_CONFIG)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config,
-            "layers": [layer],
-        }
-        desc = layout.add_blob(canonical(manifest), OCI_MANIFEST)
+        desc = layout.add_manifest(config, [layer])
         desc["platform"] = _platform("amd64", "")
         layout.write_index([(desc, {"io.containerd.image.name": name})])
         return oci_archive(Path(tmp), out)

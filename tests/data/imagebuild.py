@@ -236,6 +236,11 @@ class Layout:
         self.blob_path(digest).write_bytes(data)
         return {"mediaType": media_type, "digest": digest, "size": len(data)}
 
+    def add_manifest(self, config: Json, layers: list[Json]) -> Json:
+        """An OCI manifest of `config` and `layers`, stored; returns its descriptor."""
+        doc = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "config": config, "layers": layers}
+        return self.add_blob(canonical(doc), OCI_MANIFEST)
+
     def add_image(self, spec: ImageSpec | None = None) -> Built:
         spec = spec or ImageSpec()
         contents = [base_entries(), second_entries()]
@@ -251,13 +256,7 @@ class Layout:
         layers = [self.add_blob(pack(t), LAYER_TYPES[spec.compression]) for t in tars]
         config_bytes = canonical(config_doc(spec, diff_ids))
         config = self.add_blob(config_bytes, OCI_CONFIG)
-        manifest = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config,
-            "layers": layers,
-        }
-        desc = self.add_blob(canonical(manifest), OCI_MANIFEST)
+        desc = self.add_manifest(config, layers)
         desc["platform"] = _platform(spec.arch, spec.variant)
         return Built(desc, config, config_bytes, layers, tars, diff_ids)
 
@@ -267,13 +266,7 @@ class Layout:
             b'{"_type":"https://in-toto.io/Statement/v0.1"}', "application/vnd.in-toto+json"
         )
         config = self.add_blob(b"{}", OCI_CONFIG)
-        doc = {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config,
-            "layers": [statement],
-        }
-        desc = self.add_blob(canonical(doc), OCI_MANIFEST)
+        desc = self.add_manifest(config, [statement])
         desc["platform"] = {"architecture": "unknown", "os": "unknown"}
         desc["annotations"] = {
             "vnd.docker.reference.type": "attestation-manifest",

@@ -96,8 +96,7 @@ def write(layout: ib.Layout, stack: Stack) -> tuple[ib.Json, list[bytes]]:
     diff_ids = [ib.sha256(t) for t in tars]
     layers = [layout.add_blob(ib.gzip_bytes(t, 1), ib.LAYER_TYPES["gzip"]) for t in tars]
     config = layout.add_blob(ib.canonical(ib.config_doc(ib.ImageSpec(), diff_ids)), ib.OCI_CONFIG)
-    doc = {"schemaVersion": 2, "mediaType": ib.OCI_MANIFEST, "config": config, "layers": layers}
-    return layout.add_blob(ib.canonical(doc), ib.OCI_MANIFEST), tars
+    return layout.add_manifest(config, layers), tars
 
 
 BASE = [d("etc"), f("etc/a", b"a\n"), f("etc/b", b"b\n"), d("etc/sub"), f("etc/sub/c", b"c\n")]

@@ -33,9 +33,9 @@ from vxn.core import protocol
 from vxn.core.guestboot import CMDLINE_QEMU
 from vxn.core.guestspec import RunOptions, build_spec
 from vxn.core.platform import Platform
-from vxn.engine.containers import _image_config, _writable_disk
+from vxn.engine.containers import image_config, writable_disk
 from vxn.engine.guest import GuestArtefacts
-from vxn.engine.guestrun import _write_ramdisk
+from vxn.engine.guestrun import write_ramdisk
 from vxn.engine.images import ImageService
 
 DIR = "vxnguest"  # under the run directory
@@ -74,17 +74,17 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
         with archive.open("rb") as f:
             await images.load(f)
     rootfs = await images.rootfs(APP_NAME)
-    config = _image_config(await images.inspect(APP_NAME), APP_NAME)
+    config = image_config(await images.inspect(APP_NAME), APP_NAME)
     spec = build_spec(config, RunOptions(command=COMMAND), container_id=secrets.token_hex(32))
     nonce = secrets.token_hex(16)
     ramdisk = protocol.encode_spec(spec, nonce)
-    await asyncio.to_thread(_write_ramdisk, base, dest / "ramdisk", ramdisk)
+    await asyncio.to_thread(write_ramdisk, base, dest / "ramdisk", ramdisk)
     await asyncio.to_thread(shutil.copyfile, kernel.vmlinux, dest / "vmlinux")
     cp = ["cp", "--sparse=always", str(rootfs.path), str(dest / "base.ext4")]
     await process.run(cp, limit=60.0)  # holes stay holes: the Dom0 copies only data
     record = dest / "record"
     await asyncio.to_thread(record.mkdir)
-    upper = await _writable_disk(record)  # what `vxn run` makes per container
+    upper = await writable_disk(record)  # what `vxn run` makes per container
     await asyncio.to_thread(upper.rename, dest / "upper.ext4")
     await asyncio.to_thread(record.rmdir)
     return {

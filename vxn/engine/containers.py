@@ -88,7 +88,7 @@ class ContainerService:
         cpus = request.cpus or self.settings.guest.cpus
         check_resources(memory, cpus, MIN_MEMORY_MIB, os.cpu_count() or 1)
         doc = await self.images.inspect(request.image)
-        config = _image_config(doc, request.image)
+        config = image_config(doc, request.image)
         cid = secrets.token_hex(32)
         spec = build_spec(config, request.options, container_id=cid)
         record = await self._create(cid, request, doc["Manifest"])
@@ -166,7 +166,7 @@ class ContainerService:
         rootfs = await self.images.rootfs(request.image)
         disks = [Disk(path=str(rootfs.path), read_only=True)]
         if not request.options.read_only:
-            disks.append(Disk(path=str(await _writable_disk(record)), read_only=False))
+            disks.append(Disk(path=str(await writable_disk(record)), read_only=False))
         return Boot(
             name=cid[:12],
             spec=spec,
@@ -187,7 +187,7 @@ class ContainerService:
         await asyncio.to_thread(update)
 
 
-async def _writable_disk(record: Path) -> Path:
+async def writable_disk(record: Path) -> Path:
     """A sparse ext4 disk for the overlay's upper layer, made once per container."""
     disk = record / "upper.ext4"
     if not disk.exists():
@@ -204,7 +204,7 @@ def _write(directory: Path, record: dict[str, Any]) -> None:
     atomic_write(directory / "config.json", json.dumps(record, indent=1).encode() + b"\n", 0o600)
 
 
-def _image_config(doc: dict[str, Any], ref: str) -> ImageConfig:
+def image_config(doc: dict[str, Any], ref: str) -> ImageConfig:
     if doc.get("Architecture") != "amd64" or doc.get("Os") != "linux":
         raise FailedPrecondition(
             f"image {ref}: it is {doc.get('Os')}/{doc.get('Architecture')}; "

@@ -60,7 +60,7 @@ async def run_guest(
     """Run `boot` to its end; the command's exit code."""
     nonce = secrets.token_hex(16)
     spec = protocol.encode_spec(boot.spec, nonce)
-    await asyncio.to_thread(_write_ramdisk, boot.initramfs, boot.ramdisk, spec)
+    await asyncio.to_thread(write_ramdisk, boot.initramfs, boot.ramdisk, spec)
     config = GuestConfig(
         name=boot.name,
         kernel=str(boot.kernel),
@@ -85,7 +85,7 @@ async def run_guest(
         timeline.mark("destroyed")
 
 
-def _write_ramdisk(base: Path, ramdisk: Path, spec: bytes) -> None:
+def write_ramdisk(base: Path, ramdisk: Path, spec: bytes) -> None:
     ramdisk.unlink(missing_ok=True)
     with ramdisk.open("xb") as f:  # 0600 under a 0700 dir: the spec is private
         ramdisk.chmod(0o600)

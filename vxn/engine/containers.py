@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vxn.adapters import process
-from vxn.adapters.hypervisor import Hypervisor
-from vxn.adapters.qemu import QemuBackend
 from vxn.adapters.statedir import RunDir, StateDir, atomic_write
 from vxn.config import Settings
 from vxn.core.guestspec import RunOptions, build_spec
 from vxn.core.manifest import ImageConfig
 from vxn.core.vm import Disk, check_resources
+from vxn.engine.backends import Backends
 from vxn.engine.guest import GuestArtefacts
 from vxn.engine.guestrun import Boot, ErrorFn, OutputFn, Timeline, run_guest
 from vxn.errors import AlreadyExists, FailedPrecondition, InvalidArgument
@@ -75,15 +74,13 @@ class ContainerService:
         self.images = images
         kernel_dir = Path(settings.guest.kernel_dir) if settings.guest.kernel_dir else None
         self.artefacts = GuestArtefacts(state.guest, kernel_dir)
-        self._guests = run.guests
-        self._xen = xen
-        self._qemu: QemuBackend | None = None
+        self.backends = Backends(settings, self.artefacts, run.guests, xen)
         self._names = asyncio.Lock()
 
     async def run(self, request: RunRequest, output: OutputFn, error: ErrorFn) -> RunResult:
         timeline = Timeline()
         timeline.mark("request")
-        hv = await self._backend(request.backend or self.settings.guest.backend)
+        hv = await self.backends.get(request.backend)
         memory = request.memory_mib or self.settings.guest.memory
         cpus = request.cpus or self.settings.guest.cpus
         check_resources(memory, cpus, MIN_MEMORY_MIB, os.cpu_count() or 1)
@@ -108,21 +105,6 @@ class ContainerService:
                 await asyncio.to_thread(shutil.rmtree, record, True)
         timeline.mark("done")
         return RunResult(id=cid, exit_code=code, timings=_timings(timeline))
-
-    async def _backend(self, name: str) -> Hypervisor:
-        if name == "auto":
-            name = "xen" if self._xen else "qemu"
-        if name == "xen":
-            raise FailedPrecondition(
-                "backend xen: not built yet; use --backend qemu (or guest.backend in the config)"
-            )
-        if name != "qemu":
-            raise InvalidArgument(f"backend {name!r}: want auto, qemu or xen")
-        if self._qemu is None:
-            kernel = await self.artefacts.kernel()
-            accel = await self.artefacts.accel(self.settings.guest.accel, kernel)
-            self._qemu = QemuBackend(self._guests, accel=accel)
-        return self._qemu
 
     async def _create(self, cid: str, request: RunRequest, manifest: str) -> Path:
         name = request.name or cid[:12]

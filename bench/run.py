@@ -3,8 +3,8 @@ the same run.
 
     .venv/bin/python bench/run.py [--runs N] [SECTION ...]
 
-Sections: startup, load, pull, rootfs, rootfs_small, run_guest (each is a module here with TITLE and
-rows(runs, workdir)).
+Sections: startup, load, pull, rootfs, rootfs_small, run_guest, daemon (each is a module
+here with TITLE and rows(runs, workdir)).
 Each figure is a median; the machine is shared, so trust ratios more than absolute
 times. The load average is printed before and after.
 """
@@ -23,7 +23,7 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from common import print_table  # noqa: E402
 
-SECTIONS = ["startup", "load", "pull", "rootfs", "rootfs_small", "run_guest"]
+SECTIONS = ["startup", "load", "pull", "rootfs", "rootfs_small", "run_guest", "daemon"]
 
 
 def main() -> None:

@@ -2,7 +2,7 @@
 
 The bare boot is qemu-system-x86_64 with the same kernel, initramfs (base + a spec
 for `true`) and base disk, run to its power-off with no vxn at all. vxn's own spans
-are measured inside vxnd (the run reply carries them): `prepare`, before the
+are measured inside vxnd (the container's inspect document carries them): `prepare`, before the
 hypervisor starts, and `teardown`, after the guest's exit frame. Goals: vxn's share
 <= 5 % of the bare boot and <= 100 ms. Also printed: the base initramfs size and the
 smallest -m that runs `true`.
@@ -70,17 +70,18 @@ def _load_demo(work: Path, env: dict[str, str]) -> None:
 
 
 def _spans(env: dict[str, str]) -> dict[str, float]:
-    """One run through the API, as the CLI makes it; the reply's timings."""
+    """One run through the API (create, start, wait); the timings in its record."""
     from vxn.adapters.statedir import RunDir
     from vxn.cli.client import Client
 
     with Client(RunDir(Path(env["VXN_RUN_DIR"]))) as client:
-        lines = list(
-            client.stream(
-                "/v1/containers/run", {}, {"image": DEMO_NAME, "command": ["true"], "rm": True}
-            )
-        )
-    return dict(lines[-1]["timings"])
+        body = {"image": DEMO_NAME, "command": ["true"]}
+        cid = client.post("/v1/containers/create", body)["id"]
+        client.post(f"/v1/containers/{cid}/start")
+        client.post(f"/v1/containers/{cid}/wait")
+        timings = client.get(f"/v1/containers/{cid}")["timings"]
+        client._call("DELETE", f"/v1/containers/{cid}", None, None)  # no delete() yet
+    return dict(timings)
 
 
 def _artefacts(env: dict[str, str]) -> tuple[Path, Path]:

@@ -6,6 +6,7 @@
         kernel.log      ttyS0: the kernel's messages
         qemu.pid        the daemonized QEMU
         qemu.err        what QEMU said while starting
+        labels.json     GuestConfig.labels (vxn's id, image, origin), written before QEMU starts
 
 QEMU is started with -daemonize: its parent exits once the sockets listen, so the
 start is an event, and the guest is nobody's child, so it outlives vxnd. Its end is
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -24,8 +26,9 @@ from pathlib import Path
 from vxn.adapters import process
 from vxn.adapters.hypervisor import Console, GuestInfo
 from vxn.adapters.qmp import Qmp
+from vxn.adapters.statedir import atomic_write
 from vxn.core import protocol
-from vxn.core.guestboot import PROBE_OK
+from vxn.core.guestboot import CMDLINE_QEMU, PROBE_OK
 from vxn.core.vm import NAME, GuestConfig, QemuPaths, State, qemu_argv
 from vxn.errors import AlreadyExists, Internal, NotFound, Unavailable
 
@@ -59,6 +62,7 @@ class SocketConsole:
 
 class QemuBackend:
     name = "qemu"
+    cmdline = CMDLINE_QEMU
 
     def __init__(self, root: Path, *, accel: str, binary: str = BINARY) -> None:
         self.root = root
@@ -87,6 +91,8 @@ class QemuBackend:
             guest_dir.mkdir(mode=0o700)
         except FileExistsError:
             raise AlreadyExists(f"guest {config.name}: already exists") from None
+        labels = json.dumps(dict(config.labels)).encode()
+        await asyncio.to_thread(atomic_write, guest_dir / "labels.json", labels, 0o600)
         argv = [*qemu_argv(self.binary, config, paths, self.accel), "-daemonize"]
         try:
             done = await process.run(argv, limit=START_TIMEOUT, check=False)
@@ -110,6 +116,9 @@ class QemuBackend:
 
     async def unpause(self, name: str) -> None:
         await self._monitor(name).execute("cont")
+
+    async def pause(self, name: str) -> None:
+        await self._monitor(name).execute("stop")
 
     async def wait(self, name: str) -> GuestInfo:
         await asyncio.shield(self._monitor(name).stopped)
@@ -151,6 +160,7 @@ class QemuBackend:
         pid = self._pid(name)
         if pid is None:
             return GuestInfo(name=name, state=State.GONE, backend=self.name)
+        labels = await asyncio.to_thread(self._labels, name)
         qmp = self._qmp.get(name)
         state = State.RUNNING
         if qmp is not None and not qmp.stopped.done():
@@ -159,13 +169,31 @@ class QemuBackend:
                 state = _STATES.get(status, State.SHUTDOWN)
         elif qmp is not None:
             state = State.SHUTDOWN
-        return GuestInfo(name=name, state=state, backend=self.name, pid=pid)
+        return GuestInfo(name=name, state=state, backend=self.name, pid=pid, labels=labels)
 
     async def boot_log(self, name: str) -> bytes:
         try:
             return await asyncio.to_thread(Path(self.paths(name).kernel_log).read_bytes)
         except OSError:
             return b""
+
+    async def exit_witness(self, name: str) -> int | None:
+        return None  # the exit frame in console.log is the only witness
+
+    async def console_log(self, name: str) -> bytes | None:
+        try:
+            return await asyncio.to_thread(Path(self.paths(name).console_log).read_bytes)
+        except OSError:
+            return None
+
+    def _labels(self, name: str) -> dict[str, str]:
+        """labels.json, or {} when missing or not vxn's format (then the guest is foreign)."""
+        try:
+            labels = json.loads((self.root / name / "labels.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        ok = isinstance(labels, dict) and all(isinstance(v, str) for v in labels.values())
+        return labels if ok else {}
 
     def _monitor(self, name: str) -> Qmp:
         qmp = self._qmp.get(name)

@@ -11,11 +11,17 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from vxn.errors import InvalidArgument
 
 NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
+LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
+# The labels vxn puts on every guest it makes (docs/CONTAINERS.md 6): a guest without
+# an `origin` is not vxn's, and one with origin "oci-runtime" belongs to vxn-oci-runtime.
+LABEL_ID, LABEL_IMAGE, LABEL_ORIGIN, LABEL_CREATED = "id", "image", "origin", "created"
+ORIGIN_VXN, ORIGIN_OCI_RUNTIME = "vxn", "oci-runtime"
 
 
 class State(enum.StrEnum):
@@ -40,10 +46,21 @@ class GuestConfig:
     disks: tuple[Disk, ...] = ()
     memory_mib: int = 256
     cpus: int = 1
+    labels: Mapping[str, str] = field(default_factory=dict)  # kept where the guest cannot write
 
     def __post_init__(self) -> None:
         if not NAME.fullmatch(self.name):
             raise InvalidArgument(f"guest name {self.name!r}: want [a-z0-9][a-z0-9_.-]*")
+        check_labels(self.labels, self.name)
+
+
+def check_labels(labels: Mapping[str, str], guest: str) -> None:
+    for key, value in labels.items():
+        if not LABEL_KEY.fullmatch(key) or not value.isprintable() or len(value) > 256:
+            raise InvalidArgument(
+                f"guest {guest}: label {key!r}={value[:40]!r}: want a [a-z][a-z0-9_]* key "
+                "and a printable value of at most 256 characters"
+            )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

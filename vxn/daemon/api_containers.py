@@ -1,18 +1,22 @@
-"""`POST /v1/containers/run`: boot a container and stream it back as NDJSON.
+"""The container routes of vxnd's API (docs/CONTAINERS.md 3 and 4).
 
-The body is JSON (the fields of `_request` below). The reply's lines are `{"out": b64}`
-and `{"err": b64}` as the guest writes them (live, and separate), `{"message": text}`
-when the command could not run (why), and last `{"exit": code, "id", "timings"}` or
-`{"error": {kind, message}}`. A client that goes away stops the run: the guest is
-destroyed.
+Plain JSON replies, except attach, exec, logs and events, which stream NDJSON. Attach
+and exec are full duplex: the request body is NDJSON the client keeps writing
+(`{"in"}`, `{"eof"}`, `{"signal"}`, `{"winsize"}`), read by a task of its own while
+the reply streams. Ending the body detaches an attach stream (the container's stdin
+stays open); an exec stream runs on to its exit. A client that goes away never
+stops a container.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
+import contextlib
 import json
 import logging
-from typing import TYPE_CHECKING, Any, Protocol
+import signal
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,63 +25,276 @@ from vxn.daemon.api import CONTEXT, error_body, internal
 from vxn.errors import InvalidArgument, Unavailable, VxnError
 
 if TYPE_CHECKING:
-    from vxn.engine.containers import RunRequest, RunResult
-    from vxn.engine.guestrun import ErrorFn, OutputFn
+    from vxn.engine.containers import ContainerService, CreateRequest
+    from vxn.engine.supervisor import Listener
 
 log = logging.getLogger("vxnd.api")
+NDJSON = {"Content-Type": "application/x-ndjson"}
 
 
-class ContainerAPI(Protocol):
-    async def run(self, request: RunRequest, output: OutputFn, error: ErrorFn) -> RunResult: ...
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_post("/v1/containers/create", create)
+    r.add_post("/v1/containers/resize", resize)
+    r.add_get("/v1/containers", list_containers)
+    r.add_get("/v1/events", events)
+    r.add_get("/v1/containers/{ref}", inspect)
+    r.add_delete("/v1/containers/{ref}", remove)
+    r.add_post("/v1/containers/{ref}/start", start)
+    r.add_post("/v1/containers/{ref}/attach", attach)
+    r.add_post("/v1/containers/{ref}/exec", exec_)
+    r.add_post("/v1/containers/{ref}/wait", wait)
+    r.add_post("/v1/containers/{ref}/stop", stop)
+    r.add_post("/v1/containers/{ref}/kill", kill)
+    r.add_post("/v1/containers/{ref}/restart", restart)
+    r.add_get("/v1/containers/{ref}/logs", logs)
 
 
-async def containers_run(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[CONTEXT]
-    containers: ContainerAPI | None = ctx.containers
+def _svc(request: web.Request) -> ContainerService:
+    containers: ContainerService | None = request.app[CONTEXT].containers
     if containers is None:
         raise Unavailable("containers: this vxnd was started without a container engine")
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument("run: the request body is not JSON") from None
-    run = _request(body)
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    return containers
+
+
+def _ref(request: web.Request) -> str:
+    return request.match_info["ref"]
+
+
+async def create(request: web.Request) -> web.Response:
+    record = await _svc(request).create(_create_request(await _body(request)))
+    return web.json_response({"id": record["id"], "name": record["name"]})
+
+
+async def start(request: web.Request) -> web.Response:
+    await _svc(request).start(_ref(request))
+    return web.json_response({})
+
+
+async def wait(request: web.Request) -> web.Response:
+    return web.json_response({"exit": await _svc(request).wait(_ref(request))})
+
+
+async def stop(request: web.Request) -> web.Response:
+    code = await _svc(request).stop(_ref(request), _seconds(request))
+    return web.json_response({"exit": code})
+
+
+async def kill(request: web.Request) -> web.Response:
+    await _svc(request).kill(_ref(request), parse_signal(request.query.get("signal", "KILL")))
+    return web.json_response({})
+
+
+async def restart(request: web.Request) -> web.Response:
+    await _svc(request).restart(_ref(request), _seconds(request))
+    return web.json_response({})
+
+
+async def remove(request: web.Request) -> web.Response:
+    await _svc(request).remove(_ref(request), force=_flag(request, "force"))
+    return web.json_response({})
+
+
+async def list_containers(request: web.Request) -> web.Response:
+    status = tuple(request.query.getall("status", []))
+    rows = _svc(request).list(all=_flag(request, "all"), status=status)
+    return web.json_response(rows)
+
+
+async def inspect(request: web.Request) -> web.Response:
+    return web.json_response(_svc(request).inspect(_ref(request)))
+
+
+async def resize(request: web.Request) -> web.Response:
+    body = await _body(request)
+    ref, rows, cols = body.get("ref"), body.get("rows"), body.get("cols")
+    if not isinstance(ref, str) or not isinstance(rows, int) or not isinstance(cols, int):
+        raise InvalidArgument("resize: want {ref: str, rows: int, cols: int, exec?: int}")
+    session = body.get("exec") or 0
+    await _svc(request).resize(ref, rows, cols, int(session))
+    return web.json_response({})
+
+
+async def logs(request: web.Request) -> web.StreamResponse:
+    tail = request.query.get("tail", "all")
+    if tail != "all" and not tail.isdigit():
+        raise InvalidArgument(f"logs: tail {tail!r}: want a number or all")
+    svc = _svc(request)
+    cid = svc.inspect(_ref(request))["id"]  # no such container: an error, not a stream
+    lines = svc.logs(
+        cid,
+        follow=_flag(request, "follow"),
+        tail=None if tail == "all" else int(tail),
+        timestamps=_flag(request, "timestamps"),
+    )
+    return await _stream(request, lines)
+
+
+async def events(request: web.Request) -> web.StreamResponse:
+    since = request.query.get("since")
+    return await _stream(request, _svc(request).events.stream(_since(since) if since else None))
+
+
+async def _stream(request: web.Request, lines: Any) -> web.StreamResponse:
+    response = web.StreamResponse(headers=NDJSON)
     await response.prepare(request)
-
-    async def send(line: dict[str, Any]) -> None:
-        await response.write(json.dumps(line).encode() + b"\n")
-
-    async def output(stream: int, data: bytes) -> None:
-        await send({"out" if stream == 1 else "err": base64.b64encode(data).decode()})
-
-    async def error(message: str) -> None:
-        await send({"message": message})
-
     try:
-        result = await containers.run(run, output, error)
-        last = {"exit": result.exit_code, "id": result.id, "timings": result.timings}
-    except ConnectionError:
-        log.info("run %s: the client went away; the guest was destroyed", run.image)
-        return response
-    except VxnError as e:
-        last = error_body(e)
-    except Exception as e:
-        last = error_body(internal(request, e))
-    try:
-        await send(last)
+        async for line in lines:
+            await response.write(_line(line))
         await response.write_eof()
     except ConnectionError:
-        log.info("run %s: the client went away before the exit code", run.image)
+        log.debug("%s: the client went away", request.path)
+    finally:
+        await lines.aclose()
     return response
 
 
-def _request(body: Any) -> RunRequest:
-    from vxn.engine.containers import RunRequest
+# --- duplex: attach and exec ---------------------------------------------------------
 
-    if not isinstance(body, dict) or not isinstance(body.get("image"), str):
-        raise InvalidArgument("run: want a JSON object with an image")
+
+async def attach(request: web.Request) -> web.StreamResponse:
+    first = await _first_line(request)
+    svc = _svc(request)
+    cid, listener = await svc.attach(
+        _ref(request), stdin=bool(first.get("stdin")), logs=bool(first.get("logs"))
+    )
+    return await _duplex(request, svc, cid, listener, detach_on_end=True)
+
+
+async def exec_(request: web.Request) -> web.StreamResponse:
+    first = await _first_line(request)
+    command = first.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise InvalidArgument("exec: command must be a non-empty list of strings")
+    svc = _svc(request)
+    cid, listener = await svc.exec(_ref(request), first)
+    return await _duplex(request, svc, cid, listener, detach_on_end=False)
+
+
+async def _duplex(
+    request: web.Request,
+    svc: ContainerService,
+    cid: str,
+    listener: Listener,
+    *,
+    detach_on_end: bool,
+) -> web.StreamResponse:
+    response = web.StreamResponse(headers=NDJSON)
+    pump = asyncio.create_task(_pump(request, svc, cid, listener, detach_on_end))
+    try:
+        await response.prepare(request)
+        while (line := await listener.get()) is not None:
+            await response.write(_line(line))
+        await response.write_eof()
+    except ConnectionError:
+        log.debug("%s: the client went away; the container runs on", request.path)
+    finally:
+        pump.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump
+        svc.detach(cid, listener)
+    return response
+
+
+async def _pump(
+    request: web.Request,
+    svc: ContainerService,
+    cid: str,
+    listener: Listener,
+    detach_on_end: bool,
+) -> None:
+    """The client's lines, to the container; the body's end detaches (attach)."""
+    try:
+        while raw := await request.content.readline():
+            line = json.loads(raw)
+            if not isinstance(line, dict):
+                raise InvalidArgument(f"{request.path}: each line must be a JSON object")
+            await svc.input(cid, listener, line)
+    except (ConnectionError, asyncio.IncompleteReadError):
+        pass
+    except (ValueError, VxnError) as e:
+        bad = e if isinstance(e, VxnError) else InvalidArgument(f"{request.path}: bad line: {e}")
+        listener.end(error_body(bad))
+        return
+    except Exception as e:
+        listener.end(error_body(internal(request, e)))
+        return
+    if detach_on_end:
+        listener.end()
+
+
+async def _first_line(request: web.Request) -> dict[str, Any]:
+    raw = await request.content.readline()
+    try:
+        first = json.loads(raw) if raw.strip() else None
+    except ValueError:
+        first = None
+    if not isinstance(first, dict):
+        raise InvalidArgument(f"{request.path}: the body's first line must be a JSON object")
+    return first
+
+
+# --- parsing ---------------------------------------------------------------------------
+
+
+def parse_signal(text: str) -> int:
+    """KILL, SIGKILL, kill or 9."""
+    if text.isdigit() and 0 < int(text) < 65:
+        return int(text)
+    name = text.upper()
+    try:
+        return int(signal.Signals[name if name.startswith("SIG") else f"SIG{name}"])
+    except KeyError:
+        raise InvalidArgument(f"signal {text!r}: want a name like TERM or a number") from None
+
+
+def _line(line: dict[str, Any]) -> bytes:
+    return json.dumps(line).encode() + b"\n"
+
+
+def _flag(request: web.Request, key: str) -> bool:
+    return request.query.get(key, "0").lower() in ("1", "true", "yes")
+
+
+def _seconds(request: web.Request) -> float:
+    text = request.query.get("t", "10")
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = -1.0
+    if not 0 <= seconds <= 86400:
+        raise InvalidArgument(f"{request.path}: t {text!r}: want seconds, 0 to 86400")
+    return seconds
+
+
+def _since(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidArgument(f"events: since {text!r}: want unix seconds or ISO 8601") from None
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InvalidArgument(f"{request.path}: the request body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument(f"{request.path}: the request body must be a JSON object")
+    return body
+
+
+def _create_request(body: dict[str, Any]) -> CreateRequest:
+    from vxn.engine.containers import CreateRequest
+
+    if not isinstance(body.get("image"), str) or not body["image"]:
+        raise InvalidArgument("create: want a JSON object with an image")
     memory = _opt(body, "memory", str)
-    return RunRequest(
+    return CreateRequest(
         image=body["image"],
         options=RunOptions(
             command=tuple(_strings(body, "command")),
@@ -87,6 +304,10 @@ def _request(body: Any) -> RunRequest:
             user=_opt(body, "user", str),
             hostname=_opt(body, "hostname", str),
             read_only=bool(_opt(body, "read_only", bool)),
+            stdin=bool(_opt(body, "stdin", bool)),
+            tty=bool(_opt(body, "tty", bool)),
+            rows=_opt(body, "rows", int) or 0,
+            cols=_opt(body, "cols", int) or 0,
         ),
         name=_opt(body, "name", str),
         remove=bool(_opt(body, "rm", bool)),
@@ -97,9 +318,9 @@ def _request(body: Any) -> RunRequest:
 
 
 def _strings(body: dict[str, Any], key: str) -> list[str]:
-    value = body.get(key, [])
+    value = body.get(key) or []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise InvalidArgument(f"run: {key} must be a list of strings")
+        raise InvalidArgument(f"create: {key} must be a list of strings")
     return value
 
 
@@ -108,5 +329,5 @@ def _opt(body: dict[str, Any], key: str, kind: type) -> Any:
     if value is not None and (
         not isinstance(value, kind) or isinstance(value, bool) != (kind is bool)
     ):
-        raise InvalidArgument(f"run: {key} must be a {kind.__name__}")
+        raise InvalidArgument(f"create: {key} must be a {kind.__name__}")
     return value

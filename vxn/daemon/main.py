@@ -53,6 +53,10 @@ def _container_service(settings: Settings, images: ImageAPI) -> object:
     from vxn.daemon.api import detect_backends
     from vxn.engine.containers import ContainerService
 
+    if os.environ.get("VXN_TESTING_FAKE_BACKEND") == "1":  # bench/daemon.py: no QEMU
+        from vxn.testing.fake_backend import fake_containers
+
+        return fake_containers(settings, images)
     state, run = StateDir(settings.state_dir), RunDir(settings.run_dir)
     return ContainerService(settings, state, run, images, xen=detect_backends()["xen"])
 

@@ -51,6 +51,8 @@ class Daemon:
         sock: socket.socket | None = None
         try:
             StateDir(self.ctx.settings.state_dir).ensure()
+            if self.ctx.containers is not None:
+                await self.ctx.containers.reconcile()  # before serving: ps shows the truth
             sock = self._activated or bind_socket(self.run.socket, self.ctx.settings.socket_group)
             runner = web.AppRunner(make_app(self.ctx), handle_signals=False, shutdown_timeout=5.0)
             await runner.setup()
@@ -63,6 +65,8 @@ class Daemon:
             raise
 
     async def stop(self) -> None:
+        if self.ctx.containers is not None:
+            await self.ctx.containers.close()  # ends the streams; the guests run on
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None

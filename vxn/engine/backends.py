@@ -11,7 +11,7 @@ from pathlib import Path
 from vxn.adapters.hypervisor import Hypervisor
 from vxn.config import Settings
 from vxn.engine.guest import GuestArtefacts
-from vxn.errors import FailedPrecondition, InvalidArgument
+from vxn.errors import InvalidArgument
 
 
 class Backends:
@@ -46,6 +46,6 @@ class Backends:
         return QemuBackend(self.guests, accel=accel)
 
     async def _xen(self) -> Hypervisor:
-        raise FailedPrecondition(
-            "backend xen: not built yet; use --backend qemu (or guest.backend in the config)"
-        )
+        from vxn.adapters.xen import XenBackend
+
+        return await XenBackend.open(self.guests)

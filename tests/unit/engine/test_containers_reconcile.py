@@ -1,0 +1,122 @@
+"""A new vxnd reconciling the records with the hypervisor: adopt, recover what the
+dead vxnd missed, mark vanished ones exited, destroy what should be gone, and never
+touch guests that are not vxn's. Plus: 100 containers leak nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import os
+from pathlib import Path
+
+from unit.daemon.containers_fixtures import service
+
+from vxn.core import protocol
+from vxn.core.guestspec import RunOptions
+from vxn.engine.containerlog import ContainerLog
+from vxn.engine.containers import ContainerService, CreateRequest
+from vxn.testing.fake_hypervisor import FakeHypervisor, Service
+
+F = protocol.Frame
+
+
+async def started(svc: ContainerService, name: str) -> str:
+    record = await svc.create(
+        CreateRequest(image="busybox", options=RunOptions(read_only=True), name=name)
+    )
+    await svc.start(record["id"])
+    return str(record["id"])
+
+
+def logged(svc: ContainerService, cid: str) -> bytes:
+    return b"".join(base64.b64decode(e["b"]) for e in ContainerLog(svc.store.dir(cid)).entries())
+
+
+async def test_a_new_vxnd_adopts_and_recovers_what_the_old_one_missed(tmp_path: Path) -> None:
+    hv = FakeHypervisor(Service(banner=b"up\n"))
+    old = service(tmp_path, hv)
+    keep = await started(old, "keep")
+    ended = await started(old, "ended")
+    await asyncio.sleep(0.05)
+    await old.close()  # vxnd dies: the guests run on
+    hv.emit(keep[:12], protocol.frame(F.STDOUT, b"while down\n"))
+    hv.emit(ended[:12], protocol.frame(F.STDOUT, b"bye\n") + protocol.exit_frame(42))
+    hv.foreign["someone-else"] = {}
+    hv.foreign["oci-1"] = {"origin": "oci-runtime", "id": keep}
+
+    new = service(tmp_path, hv)
+    await new.reconcile()
+    assert new.store.records[keep]["state"] == "running"
+    assert await new.wait(ended) == 42
+    assert logged(new, keep) == b"up\nwhile down\n"  # nothing twice, nothing lost
+    assert logged(new, ended) == b"up\nbye\n"
+    hv.emit(keep[:12], protocol.frame(F.STDOUT, b"live\n"))
+    await asyncio.sleep(0.05)
+    assert logged(new, keep) == b"up\nwhile down\nlive\n"
+    assert await new.stop("keep", 5) == 143
+    assert set(hv.foreign) == {"someone-else", "oci-1"}  # never touched
+    assert "someone-else" not in hv.destroyed
+    assert "oci-1" not in hv.destroyed
+    await new.close()
+
+
+async def test_vanished_guests_exit_and_owned_leftovers_are_destroyed(tmp_path: Path) -> None:
+    hv = FakeHypervisor(Service(), keeps_log=False)  # like Xen: no console log
+    old = service(tmp_path, hv)
+    gone = await started(old, "gone")
+    witnessed = await started(old, "witnessed")
+    removed = await started(old, "removed")
+    await old.close()
+    hv.guests.pop(gone[:12])  # vanished, with no witness
+    hv.guests.pop(witnessed[:12])
+    hv.witness[witnessed[:12]] = 3
+    await old.store.delete(removed)  # its record is gone: the guest must go too
+
+    new = service(tmp_path, hv)
+    await new.reconcile()
+    gone_doc, witnessed_doc = new.inspect("gone"), new.inspect("witnessed")
+    assert (gone_doc["state"], gone_doc["exit_code"]) == ("exited", 255)
+    assert gone_doc["error"] == "its guest vanished while vxnd was down"
+    assert (witnessed_doc["state"], witnessed_doc["exit_code"]) == ("exited", 3)
+    assert removed[:12] in hv.destroyed
+    assert removed[:12] not in hv.guests
+    await new.close()
+
+
+async def test_a_record_that_says_exited_gets_its_guest_destroyed(tmp_path: Path) -> None:
+    hv = FakeHypervisor(Service())
+    old = service(tmp_path, hv)
+    cid = await started(old, "stale")
+    await old.close()
+    await old.store.update(cid, state="exited", exit_code=0)
+    new = service(tmp_path, hv)
+    await new.reconcile()
+    assert cid[:12] not in hv.guests
+    assert new.inspect(cid)["state"] == "exited"
+    await new.close()
+
+
+def _fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def test_a_hundred_containers_then_all_stopped_leak_nothing(tmp_path: Path) -> None:
+    hv = FakeHypervisor(Service(banner=b"hi\n"))
+    svc = service(tmp_path, hv)
+    await started(svc, "warm")
+    await svc.remove("warm", force=True)
+    tasks, fds = len(asyncio.all_tasks()), _fds()
+    ids = [await started(svc, f"c{i}") for i in range(100)]
+    assert len(svc.list()) == 100
+    assert len(asyncio.all_tasks()) == tasks + 300  # each: its supervisor, console read, wait
+    codes = await asyncio.gather(*(svc.stop(cid, 5) for cid in ids))
+    assert set(codes) == {143}
+    for cid in ids:
+        await svc.remove(cid)
+    assert (len(asyncio.all_tasks()), _fds()) == (tasks, fds)
+    assert list(svc.store.root.iterdir()) == []
+    assert hv.guests == {}
+    assert svc._sups == {}
+    assert svc._listeners == {}
+    assert svc._waiters == {}
+    await svc.close()

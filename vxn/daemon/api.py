@@ -80,7 +80,7 @@ class Context:
     settings: Settings
     images: ImageAPI
     platform: Platform
-    containers: Any = None  # vxn.daemon.api_containers.ContainerAPI: `run` needs one
+    containers: Any = None  # vxn.engine.containers.ContainerService, for /v1/containers
 
 
 CONTEXT = web.AppKey("context", Context)
@@ -100,9 +100,9 @@ def make_app(ctx: Context) -> web.Application:
     app.router.add_post("/v1/images/prune", images_prune)
     app.router.add_post("/v1/images/rootfs", images_rootfs)
     app.router.add_post("/v1/images/unpack", images_unpack)
-    from vxn.daemon.api_containers import containers_run  # it imports this module
+    from vxn.daemon.api_containers import add_routes  # it imports this module
 
-    app.router.add_post("/v1/containers/run", containers_run)
+    add_routes(app)
     return app
 
 

@@ -44,6 +44,8 @@ KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest
 # that must come back through both channels.
 SCRIPT = "cat /sys/hypervisor/type >&2; echo hello; exit 42"
 COMMAND = ("sh", "-c", SCRIPT)
+# A guest that idles until signalled (the backend tests: no CPU while waiting; SIGNAL).
+IDLE_COMMAND = ("sleep", "600")
 
 
 def extents(path: Path) -> list[tuple[int, int]]:
@@ -79,6 +81,10 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
     nonce = secrets.token_hex(16)
     ramdisk = protocol.encode_spec(spec, nonce)
     await asyncio.to_thread(write_ramdisk, base, dest / "ramdisk", ramdisk)
+    idle = build_spec(config, RunOptions(command=IDLE_COMMAND), container_id=secrets.token_hex(32))
+    idle_nonce = secrets.token_hex(16)
+    idle_ramdisk = protocol.encode_spec(idle, idle_nonce)
+    await asyncio.to_thread(write_ramdisk, base, dest / "ramdisk-idle", idle_ramdisk)
     await asyncio.to_thread(shutil.copyfile, kernel.vmlinux, dest / "vmlinux")
     cp = ["cp", "--sparse=always", str(rootfs.path), str(dest / "base.ext4")]
     await process.run(cp, limit=60.0)  # holes stay holes: the Dom0 copies only data
@@ -89,6 +95,7 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
     await asyncio.to_thread(record.rmdir)
     return {
         "nonce": nonce,
+        "idle_nonce": idle_nonce,
         "cmdline": CMDLINE_QEMU,  # the QEMU backend's, unchanged
         "argv": list(spec.argv),
         "writable": not spec.read_only,

@@ -107,3 +107,23 @@ def bounded(what: str, fn: Callable[[], T], timeout: float) -> T:
     if err:
         raise err[0]
     return box[0]
+
+
+def staged_dir(job_path: str) -> Path:
+    return Path(job_path).parents[1] / "vxnguest"  # <run dir>/jobs/<id>.json
+
+
+def copy_sparse(src: Path, dst: Path, extents: list[list[int]], size: int) -> None:
+    """Copy only the data runs the host listed: 9p has no holes, the disk is 8 GiB."""
+    with src.open("rb") as fin, dst.open("wb") as fout:
+        fout.truncate(size)
+        for offset, length in extents:
+            fin.seek(offset)
+            fout.seek(offset)
+            left = length
+            while left:
+                chunk = fin.read(min(left, 1 << 20))
+                if not chunk:
+                    raise OSError(f"{src}: short read at {offset + length - left}")
+                fout.write(chunk)
+                left -= len(chunk)

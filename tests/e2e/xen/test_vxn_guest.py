@@ -28,7 +28,7 @@ from typing import Any
 import pytest
 import pyxs  # type: ignore[import-untyped]  # no stubs
 
-from e2e.xen.guest import bounded, domain_state, wait_until, xl
+from e2e.xen.guest import bounded, copy_sparse, domain_state, staged_dir, wait_until, xl
 from vxn.core import protocol
 
 # Idle TCG: a PV guest with disks reaches its exit 10-15 s after unpause
@@ -54,26 +54,6 @@ class VxnGuest:
     gone_after_destroy: bool = False
     t: dict[str, float] = field(default_factory=dict)
     error: str = ""
-
-
-def staged_dir(job_path: str) -> Path:
-    return Path(job_path).parents[1] / "vxnguest"  # <run dir>/jobs/<id>.json
-
-
-def copy_sparse(src: Path, dst: Path, extents: list[list[int]], size: int) -> None:
-    """Copy only the data runs the host listed: 9p has no holes, the disk is 8 GiB."""
-    with src.open("rb") as fin, dst.open("wb") as fout:
-        fout.truncate(size)
-        for offset, length in extents:
-            fin.seek(offset)
-            fout.seek(offset)
-            left = length
-            while left:
-                chunk = fin.read(min(left, 1 << 20))
-                if not chunk:
-                    raise OSError(f"{src}: short read at {offset + length - left}")
-                fout.write(chunk)
-                left -= len(chunk)
 
 
 def xl_config(name: str, staged: Path, d: Path, cmdline: str) -> str:

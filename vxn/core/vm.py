@@ -20,7 +20,10 @@ NAME = re.compile(r"[a-z0-9][a-z0-9_.-]{0,63}")
 LABEL_KEY = re.compile(r"[a-z][a-z0-9_]{0,31}")
 # The labels vxn puts on every guest it makes (docs/CONTAINERS.md 6): a guest without
 # an `origin` is not vxn's, and one with origin "oci-runtime" belongs to vxn-oci-runtime.
+# `owner` is the identity of the vxnd state dir that made it: another state dir's
+# guests are foreign too.
 LABEL_ID, LABEL_IMAGE, LABEL_ORIGIN, LABEL_CREATED = "id", "image", "origin", "created"
+LABEL_OWNER = "owner"
 ORIGIN_VXN, ORIGIN_OCI_RUNTIME = "vxn", "oci-runtime"
 
 

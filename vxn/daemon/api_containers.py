@@ -239,7 +239,7 @@ async def _first_line(request: web.Request) -> dict[str, Any]:
 
 def parse_signal(text: str) -> int:
     """KILL, SIGKILL, kill or 9."""
-    if text.isdigit() and 0 < int(text) < 65:
+    if text.isascii() and text.isdigit() and 0 < int(text) < 65:  # not "²": int() refuses it
         return int(text)
     name = text.upper()
     try:

@@ -8,8 +8,11 @@
 
 A running container has a Supervisor (vxn.engine.supervisor) that owns its console.
 Clients attach and detach at will: a client going away never stops a container; only
-stop, kill, rm -f, or the command's own exit do. The states follow vxn.core.lifecycle.
-On start, `reconcile` adopts the guests a previous vxnd left running.
+stop, kill, rm -f, or the command's own exit do. Every state change goes through the
+table of vxn.core.lifecycle (`_move`); start, stop, restart and rm of one container
+take its lock, so they run one at a time. On start, `reconcile` adopts the guests a
+previous vxnd of this state dir left running (their `owner` label is this state dir's
+identity); every other guest is foreign and left alone.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from vxn.adapters import process
-from vxn.adapters.hypervisor import Hypervisor
+from vxn.adapters.hypervisor import GuestInfo, Hypervisor
 from vxn.adapters.statedir import RunDir, StateDir
 from vxn.config import Settings
 from vxn.core import lifecycle, names, protocol
@@ -36,6 +39,7 @@ from vxn.core.vm import (
     LABEL_ID,
     LABEL_IMAGE,
     LABEL_ORIGIN,
+    LABEL_OWNER,
     ORIGIN_VXN,
     Disk,
     GuestConfig,
@@ -48,7 +52,7 @@ from vxn.engine.events import EventBus
 from vxn.engine.guest import GuestArtefacts
 from vxn.engine.guestrun import Timeline, write_ramdisk
 from vxn.engine.records import Record, RecordStore
-from vxn.engine.supervisor import EXIT_FAILED, Listener, Supervisor
+from vxn.engine.supervisor import EXIT_FAILED, HELD, Listener, Supervisor, input_frame
 from vxn.errors import FailedPrecondition, NotFound, VxnError
 
 log = logging.getLogger("vxnd.containers")
@@ -58,6 +62,7 @@ UPPER_SIZE = 8 << 30  # sparse: only what the container writes takes space
 EXIT_VANISHED = 255  # its guest vanished while no vxnd watched, with no witness
 KILL_GRACE = 2.0  # s: SIGKILL goes through the helper; then the guest is destroyed
 _LIVE = (lifecycle.St.RUNNING, lifecycle.St.PAUSED, lifecycle.St.RESTARTING)
+GuestLabels = Any  # a Mapping[str, str] of GuestInfo.labels
 
 
 class Images(Protocol):
@@ -121,10 +126,12 @@ class ContainerService:
         self._sups: dict[str, Supervisor] = {}
         self._listeners: dict[str, set[Listener]] = {}
         self._pending: dict[str, list[dict[str, Any]]] = {}  # stdin before the start
+        self._held: dict[str, int] = {}  # its bytes, as frames
         self._ops: dict[str, asyncio.Lock] = {}
         self._keep: set[str] = set()  # exits that must not auto-remove (rm -f, restart)
         self._waiters: dict[str, list[asyncio.Future[int]]] = {}
         self._loaded = False
+        self.owner = ""  # this state dir's identity, set by _load
 
     # --- create, start ------------------------------------------------------------
 
@@ -168,21 +175,67 @@ class ContainerService:
         return record
 
     async def start(self, ref: str) -> None:
-        record = self._get(ref)
-        cid = record["id"]
+        cid = self._get(ref)["id"]
         async with self._op(cid):
-            record = self.store.records[cid]
+            record = self._current(cid, ref)
             if record["state"] == lifecycle.St.RUNNING:
-                return  # as Docker: starting a running container is a no-op
-            lifecycle.transition(record["state"], "start", _label(record))
-            sup = await self._boot(record)
-        await sup.ready  # the start marker, or the boot's failure (recorded as exit 125)
+                sup = self._sups.get(cid)
+                if sup is None:
+                    return  # running on a backend that was down when vxnd started
+            else:
+                lifecycle.transition(record["state"], "start", _label(record))
+                sup = await self._boot(record)
+        # The start marker, or the boot's failure (recorded as exit 125). Starting a
+        # running container is a no-op, as in Docker, that also waits for its start.
+        await asyncio.shield(sup.ready)
 
     async def _boot(self, record: Record) -> Supervisor:
+        """Boot a new run; any failure leaves the record exited 125 with the reason."""
         timeline = Timeline()
         timeline.mark("request")
         cid, guest = record["id"], record["guest"]
-        hv = await self.backends.get(record["backend"])
+        hv: Hypervisor | None = None
+        sup: Supervisor | None = None
+        try:
+            hv = await self.backends.get(record["backend"])
+            config, nonce = await self._prepare(record, hv)
+            timeline.mark("create")
+            await self._destroy_leftover(hv, record)
+            await hv.create(config)
+            console = await hv.console(guest)
+            record = await self._move(
+                cid,
+                "start",
+                nonce=nonce,
+                started_at=_now(),
+                exit_code=None,
+                error=None,
+                finished_at=None,
+            )
+            sup = self._supervise(record, hv, console, protocol.ConsoleParser(nonce), timeline)
+            sup.start()
+            self._held.pop(cid, None)
+            for line in self._pending.pop(cid, []):  # held: the helper is not reading yet
+                await sup.input(0, line)
+            await hv.unpause(guest)
+            timeline.mark("unpaused")
+        except BaseException as e:
+            if hv is not None and (sup is not None or self._ours(await hv.info(guest), record)):
+                await asyncio.shield(hv.destroy(guest))
+            if sup is not None:
+                await sup.done  # the destroy ended the run: its exit is recorded
+            else:
+                reason = str(e) or type(e).__name__
+                await self._move(
+                    cid, "fail", exit_code=EXIT_FAILED, error=reason, finished_at=_now()
+                )
+            raise
+        self.events.publish("start", record)
+        return sup
+
+    async def _prepare(self, record: Record, hv: Hypervisor) -> tuple[GuestConfig, str]:
+        """The guest's config for a new run, with its ramdisk written; and its nonce."""
+        cid = record["id"]
         kernel, initramfs = await self.files.files()
         rootfs = await self.images.rootfs(record["image_id"])
         disks = [Disk(path=str(rootfs.path), read_only=True)]
@@ -193,7 +246,7 @@ class ContainerService:
         spec = protocol.encode_spec(self._spec(record), nonce)
         await asyncio.to_thread(write_ramdisk, initramfs, directory / "initrd", spec)
         config = GuestConfig(
-            name=guest,
+            name=record["guest"],
             kernel=str(kernel),
             initrd=str(directory / "initrd"),
             cmdline=hv.cmdline,
@@ -205,37 +258,34 @@ class ContainerService:
                 LABEL_IMAGE: record["image"],
                 LABEL_ORIGIN: ORIGIN_VXN,
                 LABEL_CREATED: record["created"],
+                LABEL_OWNER: self.owner,
             },
         )
-        timeline.mark("create")
-        await hv.destroy(guest)  # a leftover of this container's last run, if any
-        await hv.create(config)
-        try:
-            console = await hv.console(guest)
-            record = await self.store.update(
-                cid,
-                state=lifecycle.St.RUNNING.value,
-                nonce=nonce,
-                started_at=_now(),
-                exit_code=None,
-                error=None,
-                finished_at=None,
+        return config, nonce
+
+    async def _destroy_leftover(self, hv: Hypervisor, record: Record) -> None:
+        """Destroy this container's guest of an earlier run, if any; never a guest of
+        the same name that is someone else's."""
+        info = await hv.info(record["guest"])
+        if info.state == State.GONE:
+            return
+        if not self._ours(info, record):
+            raise FailedPrecondition(
+                f"container {_label(record)}: a guest named {record['guest']} exists and is "
+                "not this container's; remove that guest, or recreate this container"
             )
-            sup = self._supervise(record, hv, console, protocol.ConsoleParser(nonce), timeline)
-            for line in self._pending.pop(cid, []):
-                await sup.input(0, line)
-            sup.start()
-            await hv.unpause(guest)
-            timeline.mark("unpaused")
-        except BaseException as e:
-            await asyncio.shield(hv.destroy(guest))
-            if cid in self._sups:
-                await self._sups[cid].done  # its destroy ended the run: exit recorded
-            else:
-                await self.store.update(cid, state="exited", exit_code=EXIT_FAILED, error=str(e))
-            raise
-        self.events.publish("start", record)
-        return sup
+        await hv.destroy(record["guest"])
+
+    def _ours(self, info: GuestInfo, record: Record) -> bool:
+        """Whether `info` is a guest of this container (so vxnd may destroy it)."""
+        return info.state != State.GONE and (
+            self._mine(info.labels) and info.labels.get(LABEL_ID) == record["id"]
+        )
+
+    def _mine(self, labels: GuestLabels) -> bool:
+        return bool(
+            labels.get(LABEL_ORIGIN) == ORIGIN_VXN and labels.get(LABEL_OWNER) == self.owner
+        )
 
     def _supervise(
         self,
@@ -262,14 +312,18 @@ class ContainerService:
             boot_timeout=self.settings.guest.boot_timeout,
             timeline=timeline,
             consumed=consumed,
+            memory_mib=record["memory_mib"],
         )
         self._sups[cid] = sup
         return sup
 
-    async def _exited(self, cid: str, code: int, error: str | None, timeline: Timeline) -> None:
-        record = await self.store.update(
+    async def _exited(
+        self, cid: str, code: int, error: str | None, timeline: Timeline, op: str = "exit"
+    ) -> None:
+        """A run is over (`op`: exit, or fail for a guest that vanished unwatched)."""
+        record = await self._move(
             cid,
-            state=lifecycle.St.EXITED.value,
+            op,
             exit_code=code,
             error=error,
             finished_at=_now(),
@@ -284,6 +338,12 @@ class ContainerService:
         self._sups.pop(cid, None)
         if record["rm"] and cid not in self._keep:
             await self._delete(record)
+
+    async def _move(self, cid: str, op: str, **changes: Any) -> Record:
+        """Apply `op` to the record's state (the lifecycle table decides) and `changes`."""
+        record = self.store.records[cid]
+        after = lifecycle.transition(record["state"], op, _label(record))
+        return await self.store.update(cid, state=after.value, **changes)
 
     # --- attach, exec, input --------------------------------------------------------
 
@@ -305,12 +365,20 @@ class ContainerService:
 
     async def input(self, cid: str, listener: Listener, line: dict[str, Any]) -> None:
         """A client's line for the session `listener` follows."""
+        frame = input_frame(line, listener.session)  # a bad line is the client's error
         if not listener.stdin and ("in" in line or "eof" in line):
             return  # as Docker: stdin of a container created without -i is closed
         sup = self._sups.get(cid)
         if sup is not None:
             await sup.input(listener.session, line)
-        elif listener.session == 0:
+        elif listener.session == 0 and frame is not None:
+            held = self._held.get(cid, 0) + len(frame)
+            if held > HELD:
+                raise FailedPrecondition(
+                    f"container {_label(self.store.records[cid])}: not started, and vxnd "
+                    f"holds at most {HELD >> 20} MiB of input until it starts; start it first"
+                )
+            self._held[cid] = held
             self._pending.setdefault(cid, []).append(line)
 
     async def exec(self, ref: str, body: dict[str, Any]) -> tuple[str, Listener]:
@@ -346,6 +414,7 @@ class ContainerService:
     # --- wait, stop, kill, restart, remove --------------------------------------------
 
     async def wait(self, ref: str) -> int:
+        """The exit code once it has exited; at once for an exited container."""
         record = self._get(ref)
         if record["state"] == lifecycle.St.EXITED:
             return int(record["exit_code"])
@@ -354,14 +423,26 @@ class ContainerService:
         return await waiter
 
     async def stop(self, ref: str, grace: float = 10.0) -> int:
-        record = self._get(ref)
-        lifecycle.transition(record["state"], "stop", _label(record))
-        sup = self._sups.get(record["id"])
+        cid = self._get(ref)["id"]
+        async with self._op(cid):  # after a start, restart or rm in progress
+            record = self._current(cid, ref)
+            sup = await self._terminate(record)
         if sup is None:
             return int(record["exit_code"] or 0)
-        await sup.input(0, {"signal": 15})
+        return await self._stopped(sup, grace)  # unlocked: an rm -f need not wait for it
+
+    async def _terminate(self, record: Record) -> Supervisor | None:
+        """SIGTERM to its run, if it has one."""
+        lifecycle.transition(record["state"], "stop", _label(record))
+        sup = self._sups.get(record["id"])
+        if sup is not None:
+            await sup.input(0, {"signal": 15})
+        return sup
+
+    async def _stopped(self, sup: Supervisor, grace: float) -> int:
+        """The run's exit code, after a hard stop if it is still running in `grace` s."""
         try:
-            async with asyncio.timeout(grace):
+            async with asyncio.timeout(max(0.0, grace)):
                 return await asyncio.shield(sup.done)
         except TimeoutError:
             await sup.hard_stop()
@@ -369,10 +450,7 @@ class ContainerService:
 
     async def kill(self, ref: str, signum: int = 9) -> None:
         record = self._get(ref)
-        if record["state"] not in _LIVE:
-            raise FailedPrecondition(
-                f"container {_label(record)}: cannot kill: it is {record['state']}; start it first"
-            )
+        lifecycle.transition(record["state"], "kill", _label(record))
         sup = self._sups.get(record["id"])
         if sup is not None:
             await sup.input(0, {"signal": signum})
@@ -380,44 +458,62 @@ class ContainerService:
                 sup.kill_after(KILL_GRACE)
 
     async def restart(self, ref: str, grace: float = 10.0) -> None:
-        record = self._get(ref)
-        lifecycle.transition(record["state"], "restart", _label(record))
-        self._keep.add(record["id"])
-        try:
-            if record["id"] in self._sups:
-                await self.stop(record["id"], grace)
-        finally:
-            self._keep.discard(record["id"])
-        await self.start(record["id"])
-
-    async def remove(self, ref: str, *, force: bool = False) -> None:
-        record = self._get(ref)
-        if record["state"] in _LIVE and not force:
-            raise FailedPrecondition(
-                f"container {_label(record)}: cannot remove: it is {record['state']}; "
-                "stop it first, or use force (rm -f)"
-            )
-        lifecycle.transition(record["state"], "remove", _label(record))
-        cid = record["id"]
-        sup = self._sups.get(cid)
-        if sup is not None:
-            self._keep.add(cid)
+        """Stop (as `stop -t grace`) then start; `restarting` in between, as ps shows."""
+        cid = self._get(ref)["id"]
+        async with self._op(cid):
+            self._current(cid, ref)
+            record = await self._move(cid, "restart")
+            self._keep.add(cid)  # the old run's exit must not auto-remove it
             try:
-                await sup.hard_stop()
-                await sup.done
+                sup = await self._terminate(record)
+                if sup is not None:
+                    await self._stopped(sup, grace)
             finally:
                 self._keep.discard(cid)
-        if cid in self.store.records:
-            await self._delete(self.store.records[cid])
+            sup = await self._boot(self.store.records[cid])
+        await asyncio.shield(sup.ready)
+
+    async def remove(self, ref: str, *, force: bool = False) -> None:
+        cid = self._get(ref)["id"]
+        async with self._op(cid):
+            record = self._current(cid, ref)
+            if record["state"] in _LIVE and not force:
+                raise FailedPrecondition(
+                    f"container {_label(record)}: cannot remove: it is {record['state']}; "
+                    "stop the container before removing or force remove (rm -f)"
+                )
+            record = await self._move(cid, "remove")
+            sup = self._sups.get(cid)
+            if sup is not None:
+                self._keep.add(cid)  # removed here, not by the exit's auto-remove
+                try:
+                    await sup.hard_stop()
+                    await sup.done
+                finally:
+                    self._keep.discard(cid)
+            await self._delete(self.store.records.get(cid, record))
 
     async def _delete(self, record: Record) -> None:
         cid = record["id"]
-        self.store.records[cid] = record | {"state": lifecycle.St.REMOVING.value}
+        if cid not in self.store.records:
+            return  # removed already (rm racing an auto-remove)
+        if record["state"] != lifecycle.St.REMOVING:  # an auto-remove: not yet marked
+            lifecycle.transition(record["state"], "remove", _label(record))
+            self.store.records[cid] = record | {"state": lifecycle.St.REMOVING.value}
         hv = await self.backends.get(record["backend"])
-        await hv.destroy(record["guest"])
+        if self._ours(await hv.info(record["guest"]), record):
+            await hv.destroy(record["guest"])
         await self.store.delete(cid)
         self._ops.pop(cid, None)
         self._pending.pop(cid, None)
+        self._held.pop(cid, None)
+        # Streams of a container that never ran (attached before a start) end here.
+        gone = {"kind": "not_found", "message": f"container {_label(record)}: removed"}
+        for listener in self._listeners.pop(cid, set()):
+            listener.end({"error": gone})
+        for waiter in self._waiters.pop(cid, []):
+            if not waiter.done():
+                waiter.set_exception(NotFound(gone["message"]))
         self.events.publish("destroy", record)
 
     # --- list, inspect, logs, events -----------------------------------------------
@@ -427,7 +523,7 @@ class ContainerService:
         rows = []
         for r in sorted(self.store.records.values(), key=lambda r: r["created"], reverse=True):
             if (status and r["state"] not in status) or (
-                not all and not status and r["state"] != lifecycle.St.RUNNING
+                not all and not status and r["state"] not in _LIVE
             ):
                 continue
             rows.append(summary(r))
@@ -475,8 +571,8 @@ class ContainerService:
                 continue
             listed.add(name)
             for info in await hv.list():
-                if info.labels.get(LABEL_ORIGIN) != ORIGIN_VXN:
-                    continue  # not ours (or vxn-oci-runtime's): never touched
+                if not self._mine(info.labels):
+                    continue  # not vxn's, vxn-oci-runtime's or another state dir's: never touched
                 cid = info.labels.get(LABEL_ID, "")
                 record = self.store.records.get(cid)
                 if record is None or record["state"] not in _LIVE or record["guest"] != info.name:
@@ -489,6 +585,8 @@ class ContainerService:
             live = record["state"] in _LIVE and record["id"] not in self._sups
             if live and record["id"] not in seen and record["backend"] in listed:
                 await self._vanished(record)
+            elif record["state"] == lifecycle.St.REMOVING and record["backend"] in listed:
+                await self._delete(record)  # a vxnd died removing it: finish
 
     async def _adopt(self, record: Record, hv: Hypervisor) -> None:
         guest = record["guest"]
@@ -504,6 +602,7 @@ class ContainerService:
                 await hv.unpause(guest)
         consumed = ContainerLog(self.store.dir(record["id"])).consumed()
         parser = protocol.ConsoleParser(record["nonce"] or "")
+        record = await self._move(record["id"], "adopt")
         sup = self._supervise(record, hv, console, parser, Timeline(), consumed)
         if history is not None:
             sup.replay(history)
@@ -515,7 +614,7 @@ class ContainerService:
         witness = await hv.exit_witness(record["guest"])
         code = EXIT_VANISHED if witness is None else witness
         error = None if witness is not None else "its guest vanished while vxnd was down"
-        await self._exited(record["id"], code, error, Timeline())
+        await self._exited(record["id"], code, error, Timeline(), op="fail")
 
     async def close(self) -> None:
         """vxnd is stopping: stop supervising; the guests keep running, for the next vxnd."""
@@ -533,11 +632,19 @@ class ContainerService:
     def _load(self) -> None:
         if not self._loaded:
             self.store.load()
+            self.owner = self.store.owner()
             self._loaded = True
 
     def _get(self, ref: str) -> Record:
         self._load()
         return self.store.resolve(ref)
+
+    def _current(self, cid: str, ref: str) -> Record:
+        """The record as it is once its lock is held: an op waiting on an rm finds it gone."""
+        record = self.store.records.get(cid)
+        if record is None:
+            raise NotFound(f"container {ref}: no such container (it was just removed)")
+        return record
 
     def _op(self, cid: str) -> asyncio.Lock:
         return self._ops.setdefault(cid, asyncio.Lock())

@@ -4,6 +4,10 @@ vxnd is their only writer, so it keeps them in memory (ps reads no file) and wri
 each change through: atomically (rename), 0600 (it holds the run's nonce), under the
 container's own flock (`lock`), in a worker thread so the event loop never waits on
 fsync. Writes to one container are serialised by its asyncio lock.
+
+`owner` is this state dir's identity, made once: every guest vxnd makes is labelled
+with it, so a vxnd only ever adopts or destroys its own guests, never those of
+another vxnd sharing the hypervisor (on Xen every Dom0 tool sees every domain).
 """
 
 from __future__ import annotations
@@ -13,17 +17,19 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import shutil
 from pathlib import Path
 from typing import Any
 
-from vxn.adapters.statedir import atomic_write
+from vxn.adapters.statedir import atomic_write, fsync_dir
 from vxn.core import names
-from vxn.errors import AlreadyExists
+from vxn.errors import AlreadyExists, FailedPrecondition
 
 log = logging.getLogger("vxnd.containers")
 
 Record = dict[str, Any]
+OWNER = "owner"  # under the containers dir: this state dir's identity (32 hex)
 
 
 class RecordStore:
@@ -43,6 +49,34 @@ class RecordStore:
                 continue
             if isinstance(record, dict) and record.get("id") == path.parent.name:
                 self.records[record["id"]] = record
+
+    def owner(self) -> str:
+        """This state dir's identity, created on first use: atomically, so two vxnds
+        racing on a fresh state dir still agree on one."""
+        path = self.root / OWNER
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not path.exists():
+            tmp = self.root / f".{OWNER}.tmp{os.getpid()}"
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                os.write(fd, secrets.token_hex(16).encode() + b"\n")
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            try:
+                os.link(tmp, path)  # fails if another vxnd made it first: theirs stands
+                fsync_dir(self.root)
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink()
+        owner = path.read_text().strip()
+        if len(owner) != 32 or not all(c in "0123456789abcdef" for c in owner):
+            raise FailedPrecondition(
+                f"{path}: not a vxn state dir identity (want 32 hex digits); "
+                "restore it, or remove it only if no guest of this state dir runs"
+            )
+        return owner
 
     def dir(self, cid: str) -> Path:
         return self.root / cid

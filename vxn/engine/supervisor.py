@@ -26,7 +26,7 @@ from vxn.core import protocol
 from vxn.core.vm import console_tail
 from vxn.engine.containerlog import ContainerLog, reply
 from vxn.engine.guestrun import Timeline
-from vxn.errors import Unavailable, VxnError
+from vxn.errors import FailedPrecondition, InvalidArgument, Unavailable, VxnError
 
 log = logging.getLogger("vxnd.containers")
 
@@ -34,6 +34,7 @@ QUEUE = 256  # chunks (<= 64 KiB each) a listener may lag behind before it is cu
 EXIT_FAILED = 125  # vxn, not the command, failed
 EXIT_KILLED = 137  # a hard stop, as Docker reports SIGKILL
 DRAIN = 0.5  # seconds to read what a stopped guest wrote before it stopped
+HELD = 1 << 20  # bytes of frames held for a guest that has not started yet
 Line = dict[str, Any]
 ExitFn = Callable[[int, str | None], Awaitable[None]]
 
@@ -88,11 +89,13 @@ class Supervisor:
         on_exit: ExitFn,
         boot_timeout: float,
         timeline: Timeline,
+        memory_mib: int,
         consumed: int = 0,
     ) -> None:
         self.hv, self.guest, self.console, self.parser = hv, guest, console, parser
         self.output, self.listeners, self.on_exit = output, listeners, on_exit
         self.boot_timeout, self.timeline = boot_timeout, timeline
+        self.memory_mib = memory_mib  # named in a boot failure's hint
         self.consumed = consumed  # console bytes fed to the parser, for an adopter
         self.sessions: dict[int, Listener] = {}
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -100,6 +103,8 @@ class Supervisor:
         self.message: str | None = None  # the main command's ERROR frame
         self._forced: int | None = None
         self._waiting: list[bytes] = []  # frames for a helper that has not started yet
+        self._held = 0  # their bytes
+        self._ending = False  # the console loop is over: no new sessions
         self._next_session = 1
         self._task: asyncio.Task[None] | None = None
         self._kill_timer: asyncio.TimerHandle | None = None
@@ -116,24 +121,14 @@ class Supervisor:
     # --- input from clients ---------------------------------------------------------
 
     async def input(self, session: int, line: dict[str, Any]) -> None:
-        """A client line (`in`, `eof`, `signal`, `winsize`) for `session`."""
-        if "in" in line:
-            data = base64.b64decode(line["in"])
-            for at in range(0, len(data), protocol.MAX_PAYLOAD):
-                await self._send(
-                    protocol.frame(
-                        protocol.Frame.STDIN, data[at : at + protocol.MAX_PAYLOAD], session
-                    )
-                )
-        elif line.get("eof"):
-            await self._send(protocol.frame(protocol.Frame.EOF, b"", session))
-        elif "signal" in line:
-            await self._send(protocol.signal_frame(int(line["signal"]), session))
-        elif "winsize" in line:
-            rows, cols = line["winsize"]
-            await self._send(protocol.winsize_frame(int(rows), int(cols), session))
+        """A client line (checked by `input_frame`) for `session`."""
+        frame = input_frame(line, session)
+        if frame is not None:
+            await self._send(frame)
 
     async def exec(self, spec: protocol.ExecSpec, listener: Listener) -> int:
+        if self._ending or self.done.done():
+            raise FailedPrecondition(f"guest {self.guest}: cannot exec: the container exited")
         session = self._next_session
         self._next_session += 1
         listener.session = session
@@ -145,6 +140,12 @@ class Supervisor:
         if self.done.done():
             return
         if not self.parser.started:
+            if self._held + len(frame) > HELD:
+                raise FailedPrecondition(
+                    f"guest {self.guest}: not started yet, and vxnd holds at most "
+                    f"{HELD >> 20} MiB of input for it; send the rest once it runs"
+                )
+            self._held += len(frame)
             self._waiting.append(frame)
             return
         try:
@@ -184,13 +185,15 @@ class Supervisor:
     # --- the console --------------------------------------------------------------
 
     async def _run(self) -> None:
+        failure: VxnError | None = None
         try:
             code, error = await self._stream()
         except VxnError as e:
-            code, error = EXIT_FAILED, str(e)
+            code, error, failure = EXIT_FAILED, str(e), e
         except Exception as e:  # a bug here must still end the run and free the guest
             log.exception("guest %s: supervisor failed", self.guest)
             code, error = EXIT_FAILED, f"vxnd: supervisor failed: {type(e).__name__}: {e}"
+        self._ending = True
         self.timeline.mark("exited")
         if self._kill_timer is not None:
             self._kill_timer.cancel()
@@ -198,7 +201,8 @@ class Supervisor:
         await self.console.close()
         self.output.close()
         if not self.ready.done():
-            self.ready.set_exception(Unavailable(error or f"guest {self.guest}: exited {code}"))
+            failure = failure or Unavailable(error or f"guest {self.guest}: exited {code}")
+            self.ready.set_exception(failure)
             self.ready.exception()  # retrieved: a start may not be waiting for it
         for listener in self.sessions.values():
             listener.end(
@@ -307,4 +311,39 @@ class Supervisor:
         kernel = console_tail(await self.hv.boot_log(self.guest))
         noise = console_tail(self.parser.noise, 6)
         tail = "".join(f"\n  | {line}" for line in [*kernel, *noise])
-        return Unavailable(f"guest {self.guest}: {what} {stage}; see its console below{tail}")
+        return Unavailable(
+            f"guest {self.guest}: {what} {stage}; see its console below, "
+            f"and check the kernel and memory ({self.memory_mib} MiB){tail}"
+        )
+
+
+def input_frame(line: dict[str, Any], session: int) -> bytes | None:
+    """The frame for a client's line (`in`, `eof`, `signal`, `winsize`; others are
+    ignored, for clients newer than this vxnd); InvalidArgument for a malformed one."""
+    try:
+        if "in" in line:
+            data = base64.b64decode(line["in"], validate=True)
+            if len(data) > protocol.MAX_PAYLOAD:
+                raise InvalidArgument(
+                    f"input: {len(data)} bytes in one line; send at most {protocol.MAX_PAYLOAD}"
+                )
+            return protocol.frame(protocol.Frame.STDIN, data, session)
+        if line.get("eof") is True:
+            return protocol.frame(protocol.Frame.EOF, b"", session)
+        if "signal" in line:
+            return protocol.signal_frame(_integer(line["signal"]), session)
+        if "winsize" in line:
+            rows, cols = line["winsize"]
+            return protocol.winsize_frame(_integer(rows), _integer(cols), session)
+    except (TypeError, ValueError) as e:  # binascii.Error is a ValueError
+        raise InvalidArgument(
+            f"input line {str(line)[:60]}: {e}; want {{in: base64}}, {{eof: true}}, "
+            "{signal: N} or {winsize: [rows, cols]}"
+        ) from None
+    return None
+
+
+def _integer(value: Any) -> int:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{value!r} is not an integer")
+    return value

@@ -52,3 +52,34 @@ def test_every_state_can_be_removed_but_removing_and_every_entry_is_known() -> N
     assert {op for _, op in TABLE} <= set(OPS)
     with pytest.raises(ValueError, match="unknown op 'fly'"):
         transition("running", "fly", "x")
+
+
+@pytest.mark.parametrize(
+    ("state", "want"),
+    [
+        (St.CREATED, St.EXITED),  # its first start failed
+        (St.RUNNING, St.EXITED),  # its guest vanished while no vxnd watched
+        (St.PAUSED, St.EXITED),
+        (St.RESTARTING, St.EXITED),  # the new run could not start: not stuck restarting
+        (St.EXITED, St.EXITED),  # a new start failed
+    ],
+)
+def test_a_run_that_is_over_with_no_start_to_follow_is_exited(state: St, want: St) -> None:
+    assert transition(state, "fail", "web (3f2a)") is want
+
+
+def test_a_restart_goes_through_restarting_whatever_ends_the_old_run() -> None:
+    for first in (St.CREATED, St.RUNNING, St.EXITED):
+        assert transition(first, "restart", "x") is St.RESTARTING
+    assert transition(St.RESTARTING, "exit", "x") is St.RESTARTING  # the old run ends
+    assert transition(St.RESTARTING, "kill", "x") is St.RESTARTING
+    assert transition(St.RESTARTING, "adopt", "x") is St.RUNNING  # vxnd died mid-restart
+    assert transition(St.REMOVING, "exit", "x") is St.REMOVING  # rm -f: the run ends
+    for op in ("exec", "attach", "restart", "pause"):
+        assert not allowed(St.RESTARTING, op)
+
+
+def test_only_a_live_guest_can_be_adopted() -> None:
+    # A created container's guest has no nonce on record yet: it is destroyed, not adopted.
+    adoptable = {state for state in St if allowed(state, "adopt")}
+    assert adoptable == {St.RUNNING, St.PAUSED, St.RESTARTING}

@@ -21,7 +21,9 @@ def test_good_names(name: str) -> None:
     assert check_name(name) == name
 
 
-@pytest.mark.parametrize("name", ["", "-x", "_x", "a b", "a/b", "x" * 129, "ü"])
+@pytest.mark.parametrize(
+    "name", ["", "-x", "_x", "a b", "a/b", "x" * 129, "ü", "web\n", "..", ".x", "a\x00"]
+)
 def test_bad_names(name: str) -> None:
     with pytest.raises(InvalidArgument, match=r"want \[a-zA-Z0-9\]"):
         check_name(name)

@@ -1,4 +1,4 @@
-"""What the guest runs, by Docker's rules: argv, env, working dir, user, hostname.
+"""What the guest runs, by Docker's rules: argv, env, working dir, user, hostname, tty.
 
 `build_spec` merges an image config with `vxn run`'s options the way `docker run`
 does; the env-file and memory parsers are the pure halves of their flags.
@@ -33,6 +33,9 @@ class RunOptions:
     hostname: str | None = None
     read_only: bool = False
     stdin: bool = False
+    tty: bool = False  # -t: a pty in the guest
+    rows: int = 0  # its initial size; 0 = unknown
+    cols: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -44,6 +47,9 @@ class GuestSpec:
     hostname: str
     read_only: bool = False
     stdin: bool = False
+    tty: bool = False
+    rows: int = 0
+    cols: int = 0
 
 
 def build_spec(config: ImageConfig, options: RunOptions, *, container_id: str) -> GuestSpec:
@@ -60,14 +66,10 @@ def build_spec(config: ImageConfig, options: RunOptions, *, container_id: str) -
     hostname = options.hostname or container_id[:12]
     if not _HOSTNAME.fullmatch(hostname):
         raise InvalidArgument(f"run: hostname {hostname!r} is invalid; want letters, digits, . -")
-    cwd = options.workdir or config.working_dir or "/"
-    if not cwd.startswith("/"):
-        raise InvalidArgument(f"run: working directory {cwd!r} must be an absolute path")
-    user = options.user if options.user is not None else config.user
-    if user and not _USER.fullmatch(user):
-        raise InvalidArgument(f"run: user {user!r} is invalid; want NAME|UID[:GROUP|GID]")
-    defaults = (f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}")
-    env = merge_env(defaults, config.env, options.env)
+    cwd = check_cwd(options.workdir or config.working_dir or "/", "run")
+    user = check_user(options.user if options.user is not None else config.user, "run")
+    check_size(options.rows, options.cols, "run")
+    env = merge_env(default_env(hostname, tty=options.tty), config.env, options.env)
     return GuestSpec(
         argv=argv,
         env=env,
@@ -76,7 +78,34 @@ def build_spec(config: ImageConfig, options: RunOptions, *, container_id: str) -
         hostname=hostname,
         read_only=options.read_only,
         stdin=options.stdin,
+        tty=options.tty,
+        rows=options.rows,
+        cols=options.cols,
     )
+
+
+def default_env(hostname: str, *, tty: bool) -> tuple[str, ...]:
+    """Docker's daemon env, under the image's and the user's: TERM only with a tty."""
+    return (f"PATH={DEFAULT_PATH}", f"HOSTNAME={hostname}", *(("TERM=xterm",) if tty else ()))
+
+
+def check_cwd(cwd: str, what: str) -> str:
+    if not cwd.startswith("/"):
+        raise InvalidArgument(f"{what}: working directory {cwd!r} must be an absolute path")
+    return cwd
+
+
+def check_user(user: str, what: str) -> str:
+    """A user as the guest resolves it: "" (root), NAME, UID, NAME:GROUP, UID:GID..."""
+    if user and not _USER.fullmatch(user):
+        raise InvalidArgument(f"{what}: user {user!r} is invalid; want NAME|UID[:GROUP|GID]")
+    return user
+
+
+def check_size(rows: int, cols: int, what: str) -> None:
+    """A terminal size: each in 0..65535 (0 = unknown)."""
+    if not (0 <= rows <= 0xFFFF and 0 <= cols <= 0xFFFF):
+        raise InvalidArgument(f"{what}: terminal size {rows}x{cols} is invalid; want 0..65535 each")
 
 
 def merge_env(*layers: Iterable[str]) -> tuple[str, ...]:

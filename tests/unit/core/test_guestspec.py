@@ -61,6 +61,21 @@ def test_env_defaults_image_and_user_in_order() -> None:
     assert bare.env == (f"PATH={DEFAULT_PATH}", "HOSTNAME=h")
 
 
+def test_a_tty_adds_term_unless_the_image_or_user_sets_it() -> None:
+    options = RunOptions(tty=True, rows=24, cols=80)
+    spec = build_spec(BARE, options, container_id=CID)
+    assert spec.env == (f"PATH={DEFAULT_PATH}", f"HOSTNAME={CID[:12]}", "TERM=xterm")
+    assert (spec.tty, spec.rows, spec.cols) == (True, 24, 80)
+    user = build_spec(BARE, replace(options, env=("TERM=vt100",)), container_id=CID)
+    assert user.env[-1:] == ("TERM=vt100",)
+    assert "TERM=xterm" not in user.env
+    image = build_spec(replace(BARE, env=("TERM=dumb",)), options, container_id=CID)
+    assert [e for e in image.env if e.startswith("TERM=")] == ["TERM=dumb"]
+    plain = build_spec(BARE, RunOptions(), container_id=CID)
+    assert not plain.tty
+    assert not any(e.startswith("TERM=") for e in plain.env)
+
+
 def test_workdir_user_and_hostname() -> None:
     spec = build_spec(IMAGE, RunOptions(), container_id=CID)
     assert (spec.cwd, spec.user, spec.hostname) == ("/srv", "app", CID[:12])
@@ -78,6 +93,7 @@ def test_workdir_user_and_hostname() -> None:
         (RunOptions(user="a:b:c"), "is invalid"),
         (RunOptions(hostname="-x"), "hostname '-x' is invalid"),
         (RunOptions(env=("NOEQUALS",)), "want KEY=VALUE"),
+        (RunOptions(tty=True, rows=65536, cols=80), "terminal size 65536x80 is invalid"),
     ],
 )
 def test_bad_options_are_refused(options: RunOptions, message: str) -> None:

@@ -19,7 +19,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from common import VXN, Row, stop_daemon, timed
+from common import VXN, Row, compile_vxn, stop_daemon, timed
 
 TITLE = "Registry pull (loopback docker-registry)"
 BIG_MB = int(os.environ.get("VXN_BENCH_PULL_MB", "200"))
@@ -46,6 +46,7 @@ def build(root: Path) -> None:
 def rows(runs: int, work: Path) -> list[Row]:
     from vxn.testing.registry import LocalRegistry
 
+    compile_vxn()
     build(work / "layout")
     size = sum(p.stat().st_size for p in (work / "layout/blobs/sha256").iterdir())
     with LocalRegistry(work / "registry") as registry:

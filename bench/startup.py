@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from common import VXN, Row, median_of, timed, vxn_env
+from common import VXN, Row, compile_vxn, median_of, timed, vxn_env
 
 TITLE = "CLI startup"
 
 
 def rows(runs: int, work: Path) -> list[Row]:
+    compile_vxn()
     commands = [
         ("vxn --version", [VXN, "--version"], False),
         ("vxn images (warm vxnd)", [VXN, "images"], False),

@@ -10,10 +10,8 @@ client and daemon handshake on the API version. VXN_NO_AUTOSTART=1 opts out.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import select
-import signal
 import socket
 import sys
 import threading
@@ -106,6 +104,9 @@ class _LockTimeout(Exception):
 
 def _flock(fd: int, timeout: float, run: RunDir) -> None:
     """Block on the lock, but only until the deadline: SIGALRM interrupts flock(2), no polling."""
+    import fcntl
+    import signal  # here and below: only a start needs them, and the CLI must start fast
+
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         return

@@ -224,16 +224,21 @@ class ImageService:
         if policy not in POLICIES:
             raise InvalidArgument(f"--pull {policy}: want {', '.join(POLICIES)}")
         if policy != "always":
+            want = platform or self.platform
             try:
-                return self._catalog().resolve(reference).image.manifest
+                image = self._catalog().resolve(reference).image
             except NotFound:
-                if policy == "never":
-                    raise NotFound(
-                        f"image {reference}: not in the store, and --pull=never; "
-                        "pull or load it first"
-                    ) from None
+                image = None
+            if image is not None and self._platform_of(image).matches(want):
+                return image.manifest
+            if policy == "never":
+                why = "not in the store" if image is None else f"the stored one is not {want}"
+                raise NotFound(f"image {reference}: {why}, and --pull=never; pull or load it first")
         pulled = self.pull_sync(reference, platform=platform, options=options, progress=progress)
         return pulled.manifest
+
+    def _platform_of(self, image: ImageRecord) -> Platform:
+        return parse_config(self.store.read_blob(image.config, MAX_DOCUMENT_SIZE)).platform
 
     def load_sync(
         self, stream: BinaryIO, *, name: str | None = None, platform: Platform | None = None

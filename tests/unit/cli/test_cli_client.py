@@ -1,5 +1,6 @@
 import json
 import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -167,3 +168,132 @@ def test_the_writers_own_errors_propagate_and_nothing_more_is_sent(run: RunDir) 
     # accepted the aborted one, so its shutdown cannot race that accept (a 3.11 leak).
     with Client(run) as client:
         assert client.get("/echo")["method"] == "GET"
+
+
+async def _lines(request: web.Request) -> web.StreamResponse:
+    response = web.StreamResponse()
+    await response.prepare(request)
+    for i in range(3):
+        await response.write(b'{"n": %d}\n' % i)
+    await response.write_eof()
+    return response
+
+
+async def _gone(request: web.Request) -> web.Response:
+    return web.json_response({"deleted": request.query["id"]})
+
+
+async def _close_after(request: web.Request) -> web.Response:
+    response = web.json_response({"closing": True})
+    response.force_close()
+    return response
+
+
+@pytest.fixture
+def more(run: RunDir) -> Iterator[None]:
+    app = web.Application()
+    app.router.add_get("/echo", _echo)
+    app.router.add_route("*", "/lines", _lines)
+    app.router.add_delete("/gone", _gone)
+    app.router.add_get("/close", _close_after)
+    with serve_app(app, run.socket):
+        yield
+
+
+@pytest.mark.usefixtures("more")
+def test_a_query_is_percent_encoded(run: RunDir) -> None:
+    query = {"ref": "reg:5000/a b&c=d+é", "x y": "~._-/"}
+    with Client(run) as client:
+        assert client.get("/echo", query)["query"] == query
+
+
+@pytest.mark.usefixtures("more")
+def test_an_abandoned_stream_does_not_spoil_the_next_request(run: RunDir) -> None:
+    with Client(run) as client:
+        lines = client.stream("/lines", {})
+        assert next(lines) == {"n": 0}
+        assert client.get("/echo")["method"] == "GET"
+        assert list(client.stream("/lines", {})) == [{"n": 0}, {"n": 1}, {"n": 2}]
+
+
+@pytest.mark.usefixtures("more")
+def test_a_connection_vxnd_closes_is_made_again(run: RunDir) -> None:
+    with Client(run) as client:
+        assert client.get("/close") == {"closing": True}
+        assert client._conn.sock is None
+        assert client.get("/echo")["method"] == "GET"
+
+
+def _serve_raw(run: RunDir, reply: bytes) -> threading.Thread:
+    """A one-shot peer: reads one request head, writes `reply`, and closes."""
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(run.socket))
+    listener.listen()
+
+    def serve() -> None:
+        with listener, listener.accept()[0] as peer:
+            head = b""
+            while b"\r\n\r\n" not in head:
+                head += peer.recv(4096)
+            peer.sendall(reply)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    return thread
+
+
+@pytest.mark.parametrize(
+    ("reply", "body"),
+    [
+        (b'HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{"a":1}', {"a": 1}),
+        (b'HTTP/1.0 200 OK\r\n\r\n{"until": "eof"}', {"until": "eof"}),
+        (
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n"
+            b'\r\n3;ext=1\r\n{"a\r\n4\r\n":2}\r\n0\r\nTrailer: x\r\n\r\n',
+            {"a": 2},
+        ),
+        (b"HTTP/1.1 204 No Content\r\n\r\n", None),
+    ],
+    ids=["length", "until-eof", "chunked-after-100", "no-content"],
+)
+def test_reply_framings(run: RunDir, reply: bytes, body: object) -> None:
+    thread = _serve_raw(run, reply)
+    with Client(run) as client:
+        assert client.get("/x") == body
+    thread.join()
+
+
+@pytest.mark.parametrize(
+    ("reply", "why"),
+    [
+        (b"SMTP ready\r\n\r\n", "a bad status line"),
+        (b"HTTP/1.1 200 OK\r\n" + b"X: y\r\n" * 20000, "reply headers over 65536 bytes"),
+        (b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n", "a bad header line"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", "a bad Content-Length"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", "an unsupported Transfer-Encoding"),
+        (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", "a bad chunk size"),
+        (
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1\r\nab\r\n",
+            "a chunk longer than its size",
+        ),
+    ],
+)
+def test_a_malformed_reply_is_an_internal_error(run: RunDir, reply: bytes, why: str) -> None:
+    thread = _serve_raw(run, reply)
+    with Client(run) as client, pytest.raises(Internal, match=f"malformed HTTP reply: {why}"):
+        client.get("/x")
+    thread.join()
+
+
+def test_a_reply_cut_short_is_a_lost_connection(run: RunDir) -> None:
+    thread = _serve_raw(run, b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n{")
+    with Client(run) as client, pytest.raises(Unavailable, match="connection lost: vxnd closed"):
+        client.get("/x")
+    thread.join()
+
+
+@pytest.mark.usefixtures("more")
+def test_get_lines_and_delete(run: RunDir) -> None:
+    with Client(run) as client:
+        assert list(client.get_lines("/lines")) == [{"n": 0}, {"n": 1}, {"n": 2}]
+        assert client.delete("/gone", {"id": "c1"}) == {"deleted": "c1"}

@@ -183,6 +183,21 @@ def test_ensure_pulls_as_the_policy_says(
         svc.ensure_sync(ref, "sometimes")
 
 
+def test_ensure_missing_pulls_when_the_stored_image_is_another_platform(
+    tmp_path: Path, fake: FakeRegistry, layout: dict[str, Any]
+) -> None:
+    svc = service(tmp_path, fake)
+    ref, arm = f"{REPO}:multi", Platform.parse("linux/arm64/v8")
+    amd64 = svc.ensure_sync(ref, "missing")
+    assert amd64 == Digest.parse(layout["v1"].digest)
+    with pytest.raises(NotFound, match=r"the stored one is not linux/arm64/v8, and --pull=never"):
+        svc.ensure_sync(ref, "never", platform=arm)
+    assert svc.ensure_sync(ref, "missing", platform=arm) == Digest.parse(layout["arm"].digest)
+    assert len(fake.endpoints) == 2
+    assert svc.ensure_sync(ref, "missing", platform=arm) == Digest.parse(layout["arm"].digest)
+    assert len(fake.endpoints) == 2  # now stored: nothing asked the registry
+
+
 async def test_the_async_api_runs_the_same_cores(tmp_path: Path, fake: FakeRegistry) -> None:
     svc = service(tmp_path, fake)
     pulled = await svc.pull(f"{REPO}:v1")

@@ -17,6 +17,7 @@ from vxn.errors import Unavailable
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
+    from vxn.cli.progress import Display
 
 
 @click.command("pull")
@@ -49,19 +50,19 @@ def pull(
 ) -> None:
     """Pull an image from a registry."""
     from vxn.adapters.credentials import find_credentials
-    from vxn.cli.progress import Display
     from vxn.core.reference import Reference
 
     ref = Reference.parse(image)  # bad names fail here, before vxnd is asked
-    query = _query(image, platform, tls_verify, cert_dir, sys.stdout.isatty() and not quiet)
+    tty = sys.stdout.isatty() and not quiet
+    query = _query(image, platform, tls_verify, cert_dir, tty)
     credentials = find_credentials(ref.domain, authfile=authfile)
     body = {"auth": credentials.to_json()} if credentials is not None else {}
     if not quiet and "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
         click.echo("Using default tag: latest")
-    display = Display(sys.stdout)
+    display = _display() if tty else None
     result: dict[str, Any] = {}
     for line in app.client().stream("/v1/images/pull", query, body):
-        if "progress" in line:  # sent only when asked for: on a terminal
+        if "progress" in line and display is not None:  # sent only when asked: on a terminal
             display.update(line["progress"])
         result = line.get("pulled", result)
     if not result:  # the reply ended early: vxnd died mid-pull
@@ -78,13 +79,19 @@ def pull(
     click.echo(name)
 
 
+def _display() -> Display:
+    from vxn.cli.progress import Display  # only a terminal shows progress
+
+    return Display(sys.stdout)
+
+
 def _query(
     image: str, platform: str | None, tls_verify: bool | None, cert_dir: Path | None, tty: bool
 ) -> dict[str, str]:
-    from vxn.core.platform import Platform
-
     query = {"ref": image, "progress": "1" if tty else "0"}
     if platform:
+        from vxn.core.platform import Platform
+
         query["platform"] = str(Platform.parse(platform))
     if tls_verify is not None:
         query["tls_verify"] = "true" if tls_verify else "false"

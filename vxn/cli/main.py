@@ -73,7 +73,28 @@ class _LazyGroup(click.Group):
 
 
 # name -> vxn.cli.commands.<name>.<name>
-COMMANDS = ("image", "images", "info", "load", "pull", "rmi", "run", "tag")
+COMMANDS = (
+    "attach",
+    "events",
+    "exec",
+    "image",
+    "images",
+    "info",
+    "inspect",
+    "kill",
+    "load",
+    "logs",
+    "ps",
+    "pull",
+    "restart",
+    "rm",
+    "rmi",
+    "run",
+    "start",
+    "stop",
+    "tag",
+    "wait",
+)
 
 
 @click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -96,3 +96,90 @@ def go_json(value: dict[str, Any]) -> str:
 def go_escape(text: str) -> str:
     """Go's encoding/json escapes <, > and & (safe in HTML); docker's output has them so."""
     return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+def container_status(summary: dict[str, Any], now: datetime) -> str:
+    """docker ps's STATUS: `Up 3 minutes`, `Exited (42) 5 seconds ago`, `Created`."""
+    state, code = summary.get("state"), summary.get("exit_code")
+    started, finished = (
+        parse_time(summary.get("started_at")),
+        parse_time(summary.get("finished_at")),
+    )
+    if state in ("running", "paused"):
+        up = f"Up {human_duration((now - started).total_seconds())}" if started else "Up"
+        return f"{up} (Paused)" if state == "paused" else up
+    if state == "restarting":
+        return f"Restarting ({code}) {since(finished, now)}"
+    if state == "removing":
+        return "Removal In Progress"
+    if state == "exited":
+        return f"Exited ({code}) {since(finished, now)}" if finished else f"Exited ({code})"
+    return str(state).capitalize()  # created, dead
+
+
+def quote_command(command: str, trunc: bool) -> str:
+    """docker ps's COMMAND: Go-quoted, cut to 20 characters with `…` unless --no-trunc."""
+    if trunc and len(command) > 20:
+        command = command[:19] + "…"
+    return go_quote(command)
+
+
+def go_quote(text: str) -> str:
+    """Go's strconv.Quote: backslash escapes for quotes and control characters."""
+    named = {'"': '\\"', "\\": "\\\\", "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n"}
+    named |= {"\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    out = []
+    for ch in text:
+        if ch in named:
+            out.append(named[ch])
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\x{ord(ch):02x}")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def nano_time(when: datetime) -> str:
+    """Docker's fixed-width RFC 3339 with nanoseconds, in UTC: `2024-06-01T12:00:00.000000000Z`."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+
+
+class LineStamper:
+    """Docker's `logs --timestamps`: each line starts with the time of the chunk it starts in.
+
+    Chunks need not end lines, so where each stream stands is kept between them.
+    """
+
+    def __init__(self) -> None:
+        self._mid_line: set[str] = set()
+
+    def stamp(self, stream: str, data: bytes, when: str | None) -> bytes:
+        at = parse_time(when)
+        prefix = f"{nano_time(at)} ".encode() if at is not None else b""
+        out = bytearray()
+        parts = data.split(b"\n")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if last and not part:
+                break
+            if stream not in self._mid_line:
+                out += prefix
+            out += part
+            if last:
+                self._mid_line.add(stream)
+            else:
+                out += b"\n"
+                self._mid_line.discard(stream)
+        return bytes(out)
+
+
+def event_line(event: dict[str, Any]) -> str:
+    """`docker events`' text: `<time> container <action> <id> (exitCode=0, image=…, name=…)`."""
+    attributes = {"image": event.get("image"), "name": event.get("name")}
+    if event.get("exit_code") is not None:
+        attributes["exitCode"] = event["exit_code"]
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(attributes.items()) if v is not None)
+    when = nano_time(datetime.fromtimestamp(float(event["time"]), UTC))
+    return (
+        f"{when} {event.get('type', 'container')} {event.get('action')} {event.get('id')} ({shown})"
+    )

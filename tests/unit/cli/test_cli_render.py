@@ -1,4 +1,4 @@
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
@@ -106,3 +106,71 @@ def test_go_json_is_compact_sorted_and_escaped() -> None:
     assert render.go_json({"b": "<none>", "a": "x&y"}) == (
         '{"a":"x\\u0026y","b":"\\u003cnone\\u003e"}'
     )
+
+
+def _ago(seconds: float) -> str:
+    return (NOW - timedelta(seconds=seconds)).isoformat()
+
+
+@pytest.mark.parametrize(
+    ("summary", "status"),
+    [
+        ({"state": "created"}, "Created"),
+        ({"state": "running", "started_at": _ago(200)}, "Up 3 minutes"),
+        ({"state": "running", "started_at": _ago(0.2)}, "Up Less than a second"),
+        ({"state": "paused", "started_at": _ago(7200)}, "Up 2 hours (Paused)"),
+        (
+            {"state": "exited", "exit_code": 42, "started_at": _ago(9), "finished_at": _ago(5)},
+            "Exited (42) 5 seconds ago",
+        ),
+        ({"state": "exited", "exit_code": 125}, "Exited (125)"),
+        (
+            {"state": "restarting", "exit_code": 1, "finished_at": _ago(60)},
+            "Restarting (1) About a minute ago",
+        ),
+        ({"state": "removing"}, "Removal In Progress"),
+        ({"state": "dead"}, "Dead"),
+    ],
+)
+def test_container_status_is_dockers(summary: dict[str, object], status: str) -> None:
+    assert render.container_status(summary, NOW) == status
+
+
+@pytest.mark.parametrize(
+    ("command", "trunc", "shown"),
+    [
+        ("sh", True, '"sh"'),
+        ("sleep 1000", True, '"sleep 1000"'),
+        ("12345678901234567890", True, '"12345678901234567890"'),
+        ("sh -c 'echo hi; sleep 100'", True, '"sh -c \'echo hi; sle…"'),
+        ("sh -c 'echo hi; sleep 100'", False, "\"sh -c 'echo hi; sleep 100'\""),
+        ('echo "a\\b"\n\t\x1b\x7f ü', False, '"echo \\"a\\\\b\\"\\n\\t\\x1b\\x7f ü"'),
+    ],
+)
+def test_commands_are_go_quoted_and_cut_at_20(command: str, trunc: bool, shown: str) -> None:
+    assert render.quote_command(command, trunc) == shown
+
+
+def test_nano_time_is_utc_fixed_width() -> None:
+    when = datetime(2024, 6, 1, 14, 0, 5, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert render.nano_time(when) == "2024-06-01T12:00:05.123456000Z"
+
+
+def test_timestamps_start_every_line_even_across_chunks() -> None:
+    stamper = render.LineStamper()
+    t1, t2 = "2024-06-01T12:00:00+00:00", "2024-06-01T12:00:01.5+00:00"
+    s1, s2 = "2024-06-01T12:00:00.000000000Z ", "2024-06-01T12:00:01.500000000Z "
+    assert stamper.stamp("out", b"a\nb", t1) == f"{s1}a\n{s1}b".encode()
+    assert stamper.stamp("err", b"e\n", t2) == f"{s2}e\n".encode()  # streams apart
+    assert stamper.stamp("out", b"c\n\nd\n", t2) == f"c\n{s2}\n{s2}d\n".encode()
+
+
+def test_event_lines_are_dockers_text() -> None:
+    die = {"type": "container", "action": "die", "id": "ab" * 32, "name": "web"}
+    die |= {"image": "alpine", "time": NOW.timestamp() + 0.25, "exit_code": 42}
+    assert render.event_line(die) == (
+        f"2024-06-01T12:00:00.250000000Z container die {'ab' * 32} "
+        "(exitCode=42, image=alpine, name=web)"
+    )
+    start = {k: v for k, v in die.items() if k != "exit_code"} | {"action": "start"}
+    assert render.event_line(start).endswith(" (image=alpine, name=web)")

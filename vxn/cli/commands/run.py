@@ -1,13 +1,13 @@
-"""`vxn run`: boot IMAGE's command in a guest, with its output live and its exit code.
+"""`vxn run`: create a container, attach to it, start it; exit with its code.
 
--e K and --env-file are resolved here, from the caller's env and files; vxnd never
-reads a file the client names. The flags vxn does not have yet are refused, never
-silently ignored.
+Attached, the attach stream is opened before the start so no output is missed
+(docs/CONTAINERS.md §3); `-d` only creates and starts, and prints the id. -e K and
+--env-file are resolved here, from the caller's env and files: vxnd never reads a
+file the client names. Flags vxn does not have yet are refused, never ignored.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import sys
 from pathlib import Path
@@ -15,19 +15,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from vxn.errors import InvalidArgument
+from vxn.cli import terminal
+from vxn.cli.commands._containers import path
+from vxn.errors import InvalidArgument, NotFound, Unavailable
 
 if TYPE_CHECKING:
+    from vxn.cli.client import Client
     from vxn.cli.main import App
 
-UNSUPPORTED = {
-    "publish": "-p/--publish",
-    "volume": "-v/--volume",
-    "restart": "--restart",
-    "detach": "-d/--detach",
-    "interactive": "-i/--interactive",
-    "tty": "-t/--tty",
-}
+UNSUPPORTED = {"publish": "-p/--publish", "volume": "-v/--volume", "restart": "--restart"}
 
 
 @click.command(
@@ -36,6 +32,9 @@ UNSUPPORTED = {
 )
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id.")
+@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and send it.")
+@click.option("-t", "--tty", is_flag=True, help="Give the container a terminal.")
 @click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
 @click.option("--name", help="Name the container.")
 @click.option("-e", "--env", multiple=True, help="Set K=V, or pass K from this env.")
@@ -49,41 +48,106 @@ UNSUPPORTED = {
 @click.option("--cpus", type=click.IntRange(min=1), help="Guest vcpus (default 1).")
 @click.option("--backend", type=click.Choice(["auto", "qemu", "xen"]), help="Hypervisor.")
 @click.option("--network", default="none", help="Only none for now.")
+@click.option(
+    "--pull",
+    type=click.Choice(["always", "missing", "never"]),
+    default="missing",
+    help="Pull the image first: always, when missing (default), never.",
+)
+@click.option(
+    "--sig-proxy",
+    type=click.BOOL,
+    default=True,
+    help="Forward the signals vxn gets to the container (default true; not with -t).",
+)
+@click.option(
+    "--detach-keys", default=terminal.DEFAULT_DETACH_KEYS, help="Keys that detach (ctrl-p,ctrl-q)."
+)
 @click.option("-p", "--publish", multiple=True, hidden=True)
 @click.option("-v", "--volume", multiple=True, hidden=True)
 @click.option("--restart", hidden=True)
-@click.option("-d", "--detach", is_flag=True, hidden=True)
-@click.option("-i", "--interactive", is_flag=True, hidden=True)
-@click.option("-t", "--tty", is_flag=True, hidden=True)
 @click.pass_obj
 def run(app: App, /, image: str, command: tuple[str, ...], **flags: Any) -> int:
     """Run COMMAND (or the image's default) in a new guest; exit with its code."""
     _refuse_unsupported(flags)
-    body = {
+    keys = terminal.parse_detach_keys(flags["detach_keys"])
+    attach_stdin = flags["interactive"] and not flags["detach"]
+    if flags["tty"] and attach_stdin and not terminal.stdin_is_terminal():
+        raise InvalidArgument(f"run: {terminal.NOT_A_TTY}")
+    client = app.client()
+    if flags["pull"] == "always" or (flags["pull"] == "missing" and _missing(client, image)):
+        _pull(client, image)
+    cid = client.post("/v1/containers/create", _create_body(image, command, flags))["id"]
+    if flags["detach"]:
+        client.post(path(cid, "start"))
+        click.echo(cid)
+        return 0
+    wiring = terminal.Wiring(
+        stdin=attach_stdin,
+        tty=flags["tty"],
+        sig_proxy=flags["sig_proxy"],
+        detach_keys=keys,
+        label=f"run {image}",
+    )
+    duplex = client.duplex(path(cid, "attach"), {"stdin": attach_stdin, "logs": False})
+    code = terminal.relay(duplex, wiring, start=lambda: client.post(path(cid, "start")))
+    return 0 if code is None else code
+
+
+def _create_body(image: str, command: tuple[str, ...], flags: dict[str, Any]) -> dict[str, Any]:
+    body: dict[str, Any] = {
         "image": image,
         "command": list(command),
         "env": _env(flags["env"], flags["env_file"]),
         "rm": flags["remove"],
         "read_only": flags["read_only"],
-        **{
-            k: flags[k]
-            for k in ("name", "workdir", "user", "hostname", "entrypoint", "memory", "cpus")
-            if flags[k] is not None
-        },
+        "tty": flags["tty"],
+        "stdin": flags["interactive"],
     }
-    if flags["backend"]:
-        body["backend"] = flags["backend"]
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    for line in app.client().stream("/v1/containers/run", {}, body):
-        if "out" in line or "err" in line:
-            stream = out if "out" in line else err
-            stream.write(base64.b64decode(line.get("out") or line.get("err") or ""))
-            stream.flush()
-        elif "message" in line:
-            click.echo(f"vxn: run {image}: {line['message']}", err=True)
-        elif "exit" in line:
-            return int(line["exit"])
-    raise InvalidArgument(f"run {image}: vxnd ended the reply without an exit code; see its log")
+    for key in ("name", "workdir", "user", "hostname", "entrypoint", "memory", "cpus", "backend"):
+        if flags[key] is not None:
+            body[key] = flags[key]
+    if flags["tty"] and (size := terminal.window_size()):
+        body["rows"], body["cols"] = size
+    return body
+
+
+def _missing(client: Client, image: str) -> bool:
+    try:
+        client.get("/v1/images/inspect", {"ref": image})
+    except NotFound:
+        click.echo(f"Unable to find image '{image}' locally", err=True)
+        return True
+    return False
+
+
+def _pull(client: Client, image: str) -> None:
+    """What `vxn pull` does, with its report on stderr: stdout is the container's."""
+    from vxn.adapters.credentials import find_credentials
+    from vxn.cli.commands.pull import _query
+    from vxn.cli.progress import Display
+    from vxn.core.reference import Reference
+
+    ref = Reference.parse(image)
+    credentials = find_credentials(ref.domain)
+    body = {"auth": credentials.to_json()} if credentials is not None else {}
+    query = _query(image, None, None, None, sys.stderr.isatty())
+    display = Display(sys.stderr)
+    result: dict[str, Any] = {}
+    for line in client.stream("/v1/images/pull", query, body):
+        if "progress" in line:
+            display.update(line["progress"])
+        result = line.get("pulled", result)
+    if not result:
+        raise Unavailable(
+            f"vxnd at {client.socket_path}: connection lost before the pull of {image} ended; "
+            f"see {client.run.log}"
+        )
+    status = "Image is up to date" if result.get("up_to_date") else "Downloaded newer image"
+    click.echo(f"Digest: {result.get('digest')}", err=True)
+    click.echo(
+        f"Status: {status} for {Reference.parse(str(result['reference'])).familiar}", err=True
+    )
 
 
 def _refuse_unsupported(flags: dict[str, Any]) -> None:
@@ -100,10 +164,10 @@ def _env(entries: tuple[str, ...], files: tuple[Path, ...]) -> list[str]:
     from vxn.core.guestspec import parse_env_file, resolve_env
 
     out: list[str] = []
-    for path in files:
+    for env_file in files:
         try:
-            text = path.read_text()
+            text = env_file.read_text()
         except (OSError, UnicodeDecodeError) as e:
-            raise InvalidArgument(f"env file {path}: cannot read it: {e}") from None
-        out += resolve_env(parse_env_file(text, str(path)), os.environ)
+            raise InvalidArgument(f"env file {env_file}: cannot read it: {e}") from None
+        out += resolve_env(parse_env_file(text, str(env_file)), os.environ)
     return out + resolve_env(entries, os.environ)

@@ -217,6 +217,8 @@ def _signals(wiring: Wiring, events: queue.SimpleQueue[Any]) -> Iterator[None]:
 
 def _read_replies(duplex: Duplex, wiring: Wiring, events: queue.SimpleQueue[Any]) -> None:
     streams = {"out": sys.stdout.buffer, "err": sys.stderr.buffer}
+    for stream in streams.values():
+        stream.flush()  # what the CLI printed before goes first: _write bypasses the buffer
     try:
         for line in duplex.lines():
             if "exit" in line:
@@ -237,8 +239,17 @@ def _read_replies(duplex: Duplex, wiring: Wiring, events: queue.SimpleQueue[Any]
 
 
 def _write(stream: BinaryIO, data: bytes) -> None:
-    stream.write(data)
-    stream.flush()
+    """Straight to the fd: a daemon thread inside a buffered write when the CLI exits
+    makes the interpreter abort (it cannot take the buffer's lock at shutdown)."""
+    try:
+        fd = stream.fileno()
+    except (AttributeError, ValueError, OSError):  # a test runner's in-memory stream
+        stream.write(data)
+        stream.flush()
+        return
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def _pump_stdin(

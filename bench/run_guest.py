@@ -80,7 +80,7 @@ def _spans(env: dict[str, str]) -> dict[str, float]:
         client.post(f"/v1/containers/{cid}/start")
         client.post(f"/v1/containers/{cid}/wait")
         timings = client.get(f"/v1/containers/{cid}")["timings"]
-        client._call("DELETE", f"/v1/containers/{cid}", None, None)  # no delete() yet
+        client.delete(f"/v1/containers/{cid}")
     return dict(timings)
 
 

@@ -18,9 +18,10 @@ Row = tuple[str, float, bool]  # what, median seconds, is the table's reference 
 
 
 def compile_vxn() -> None:
-    """Byte-compile vxn, as installing a package does. This checkout is installed
-    editable, and with PYTHONDONTWRITEBYTECODE set (as in these sessions) every vxn
-    process would otherwise compile its modules from source: ~15 ms per CLI start."""
+    """Byte-compile vxn, as installing a package does. scripts/setup.sh compiles the
+    editable install once, but sources edited since then have stale .pyc files, and
+    with PYTHONDONTWRITEBYTECODE set (as in these sessions) every vxn process would
+    compile them again from source: ~15 ms per CLI start."""
     import compileall
 
     compileall.compile_dir(Path(__file__).resolve().parent.parent / "vxn", quiet=1)

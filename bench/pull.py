@@ -57,7 +57,8 @@ def rows(runs: int, work: Path) -> list[Row]:
     print(
         f"\n{size / 1e6:.0f} MB compressed in {LAYERS + 1} layers; {min(runs, RUNS)} runs each, "
         f"alternating; load average {os.getloadavg()[0]:.2f} after the runs.\n"
-        "fsync: vxn fsyncs every blob, the blob dirs and images.json before a pull returns; "
+        + "".join(f"{k} runs (ms): {_ms(v)}\n" for k, v in times.items())
+        + "fsync: vxn fsyncs every blob, the blob dirs and images.json before a pull returns; "
         f"skopeo made {fsyncs} fsync/fdatasync calls for the same copy (strace)."
     )
     return [
@@ -65,6 +66,10 @@ def rows(runs: int, work: Path) -> list[Row]:
         (f"vxn pull, fresh vxnd ({BIG_MB} MB)", statistics.median(times["fresh"]), False),
         (f"skopeo copy docker:// -> oci: ({BIG_MB} MB)", statistics.median(times["skopeo"]), True),
     ]
+
+
+def _ms(times: list[float]) -> str:
+    return " ".join(f"{t * 1000:.0f}" for t in times)
 
 
 def _alternate(runs: int, work: Path, host: str, ref: str) -> dict[str, list[float]]:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
@@ -36,7 +35,8 @@ DEFAULT_RUN_DIR = Path("/run/vxn")
 _KEYS = {"state_dir", "run_dir", "socket_group", "platform"}
 MAX_PARALLEL = 32
 _TABLES = {"pull", "registries", "guest"}
-_HOST_RE = re.compile(r"[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9A-Fa-f:]+\](:[0-9]+)?")
+# A pattern, not a compiled regex: re compiles (and caches) it when a config has registries.
+_HOST_PATTERN = r"[A-Za-z0-9.-]+(:[0-9]+)?|\[[0-9A-Fa-f:]+\](:[0-9]+)?"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -112,13 +112,17 @@ def load_settings(
 
 def _read_file(path: Path, *, required: bool) -> Settings:
     try:
-        data = tomllib.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         if required:
             raise InvalidArgument(f"config {path}: no such file; fix VXN_CONFIG") from None
         return Settings()
     except (OSError, UnicodeDecodeError) as e:
         raise InvalidArgument(f"config {path}: cannot read: {e}") from None
+    import tomllib  # here: every CLI call loads settings, and most have no file to parse
+
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise InvalidArgument(f"config {path}: invalid TOML: {e}") from None
     _known(data, _KEYS | _TABLES, path, "")
@@ -168,7 +172,7 @@ def _registries(table: object, path: Path) -> dict[str, RegistrySettings]:
         raise InvalidArgument(f"config {path}: registries must be a table")
     out = {}
     for host, entry in table.items():
-        if not _HOST_RE.fullmatch(host):
+        if not re.fullmatch(_HOST_PATTERN, host):
             raise InvalidArgument(f"config {path}: registries.{host!r}: want host or host:port")
         values = _known(entry, {"insecure"}, path, f"registries.{host}.")
         if not isinstance(values.get("insecure", False), bool):

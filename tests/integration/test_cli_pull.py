@@ -25,6 +25,8 @@ from vxn.testing.registry_proxy import RegistryProxy
 
 pytestmark = pytest.mark.integration
 TIMEOUT = 60.0
+# Where auth files may be named: unset, so that only $HOME (a temp dir) is searched.
+AUTH_ENV = ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "DOCKER_CONFIG")
 
 
 @pytest.fixture
@@ -176,3 +178,23 @@ def _wait_for_staged_bytes(dirs: VxnDirs, size: int) -> Path:
                 return path
         time.sleep(0.05)
     raise AssertionError("the pull never started the trickled layer")
+
+
+def test_the_pull_path_imports_no_http_stack_and_no_engine(
+    dirs: VxnDirs, open_registry: LocalRegistry, tmp_path: Path
+) -> None:
+    configure(dirs, open_registry.host)
+    env = {k: v for k, v in dirs.env(HOME=str(tmp_path)).items() if k not in AUTH_ENV}
+    ref = f"{open_registry.host}/vxn/test:v1"
+    result = subprocess.run(
+        [vxn_argv()[0], "-X", "importtime", *vxn_argv()[1:], "pull", "-q", ref],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    assert result.returncode == 0, result.stderr
+    imported = {line.rpartition("|")[2].strip() for line in result.stderr.splitlines()}
+    assert {"vxn.adapters.credentials", "vxn.core.reference", "tomllib"} <= imported
+    heavy = ("aiohttp", "vxn.engine", "vxn.daemon", "oras", "requests", "http.client", "base64")
+    assert not {m for m in imported if m.startswith(heavy)}

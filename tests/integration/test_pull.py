@@ -3,12 +3,14 @@ loopback proxy that injects faults. Every failure leaves the store as it was."""
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
 import pytest
 from data.registries import Images
 
+from vxn.adapters import registry_client
 from vxn.adapters.statedir import StateDir
 from vxn.config import PullSettings, RegistrySettings
 from vxn.core.digest import Digest
@@ -82,6 +84,30 @@ def test_oci_and_docker_images_pull_verified_and_named(
     assert events[-1].status == "Download complete"
 
 
+def test_the_disk_starts_writing_a_blob_while_it_arrives(
+    tmp_path: Path, open_registry: LocalRegistry, images: Images, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sync = registry_client._sync_file_range()
+    assert sync is not None  # glibc has it
+    calls: dict[str, list[tuple[int, int]]] = {}
+
+    def record(fd: int, offset: int, length: int, flags: int) -> int:
+        calls.setdefault(os.readlink(f"/proc/self/fd/{fd}"), []).append((offset, length))
+        return sync(fd, offset, length, flags)
+
+    monkeypatch.setattr(registry_client, "WRITEBACK_STEP", 1024)
+    monkeypatch.setattr(registry_client, "_sync_file_range", lambda: record)
+    svc = service(tmp_path, open_registry.host)
+    svc.pull_sync(f"{open_registry.host}/vxn/test:v1")
+    sizes = [d["size"] for d in [images.v1.config, *images.v1.layers] if d["size"] >= 1024]
+    assert sizes
+    assert len(calls) == len(sizes)  # each blob of a step or more, in its own staged file
+    for ranges in calls.values():
+        ends = [offset + length for offset, length in ranges]
+        assert [offset for offset, _ in ranges] == [0, *ends[:-1]]  # in order, no gaps
+        assert any(size - 1024 < ends[-1] <= size for size in sizes)  # up to the tail
+
+
 def test_a_second_pull_is_up_to_date_and_downloads_no_blob(
     tmp_path: Path, proxy: RegistryProxy, images: Images
 ) -> None:
@@ -95,6 +121,41 @@ def test_a_second_pull_is_up_to_date_and_downloads_no_blob(
     # The Docker-typed image shares the config and layers: only manifests move.
     svc.pull_sync(f"{proxy.host}/vxn/test:docker-v1")
     assert len(proxy.requests("/blobs/")) == blobs
+
+
+@pytest.mark.parametrize("tag", ["v1", "multi"])
+def test_a_repeat_pull_asks_by_head_and_gets_no_manifest(
+    tmp_path: Path, proxy: RegistryProxy, tag: str
+) -> None:
+    svc = service(tmp_path, proxy.host)
+    ref = f"{proxy.host}/vxn/test:{tag}"
+    first = svc.pull_sync(ref)
+    gets = len(proxy.requests("/manifests/", "GET"))
+    assert gets == (1 if tag == "v1" else 2)  # an index, then its amd64 manifest
+    assert svc.ensure_sync(ref, "always") == first.manifest
+    assert len(proxy.requests("/manifests/", "GET")) == gets
+    assert len(proxy.requests(f"/manifests/{tag}", "HEAD")) == 2
+    assert len(proxy.requests("/blobs/")) == len(svc.inspect_sync(ref)["RootFS"]["Layers"]) + 1
+
+
+def test_without_a_digest_on_head_the_manifest_is_got(
+    tmp_path: Path, proxy: RegistryProxy, images: Images
+) -> None:
+    proxy.fault("no_digest", "/manifests/v1", times=0, method="HEAD")
+    svc = service(tmp_path, proxy.host)
+    ref = f"{proxy.host}/vxn/test:v1"
+    svc.pull_sync(ref)
+    again = svc.pull_sync(ref)
+    assert (str(again.digest), again.up_to_date) == (images.v1.digest, True)
+    assert len(proxy.requests("/manifests/v1", "GET")) == 2
+
+
+def test_a_wrong_digest_on_head_is_caught_by_the_get(
+    tmp_path: Path, proxy: RegistryProxy, images: Images
+) -> None:
+    proxy.fault("wrong_digest", "/manifests/v1", method="HEAD")
+    svc = service(tmp_path, proxy.host)
+    assert str(svc.pull_sync(f"{proxy.host}/vxn/test:v1").digest) == images.v1.digest
 
 
 @pytest.mark.parametrize("tag", ["multi", "docker-multi"])
@@ -243,11 +304,11 @@ def test_error_statuses_carry_the_registry_message(
 def test_a_passing_5xx_and_429_are_retried(
     tmp_path: Path, proxy: RegistryProxy, images: Images
 ) -> None:
-    proxy.fault("status", "/manifests/v1", status=503)
+    proxy.fault("status", "/manifests/v1", status=503, method="GET")
     proxy.fault("status", blob_path(images.v1.layers[0]["digest"]), status=429, retry_after="0")
     svc = service(tmp_path, proxy.host)
     svc.pull_sync(f"{proxy.host}/vxn/test:v1")
-    assert len(proxy.requests("/manifests/v1")) == 2
+    assert len(proxy.requests("/manifests/v1", "GET")) == 2
 
 
 def test_a_retry_after_past_the_deadline_gives_up_at_once(
@@ -263,13 +324,13 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(
 
 
 def test_a_manifest_over_4_mib_is_refused(tmp_path: Path, proxy: RegistryProxy) -> None:
-    proxy.fault("big", "/manifests/v1")
+    proxy.fault("big", "/manifests/v1", method="GET")
     svc = service(tmp_path, proxy.host)
     fails(svc, f"{proxy.host}/vxn/test:v1", InvalidArgument, "over the 4194304-byte limit")
 
 
 def test_a_wrong_docker_content_digest_is_refused(tmp_path: Path, proxy: RegistryProxy) -> None:
-    proxy.fault("wrong_digest", "/manifests/v1")
+    proxy.fault("wrong_digest", "/manifests/v1", method="GET")
     svc = service(tmp_path, proxy.host)
     fails(
         svc,

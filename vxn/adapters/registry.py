@@ -49,6 +49,11 @@ class RegistryClient(Protocol):
         """By tag or digest, verified (digest asked for, Docker-Content-Digest, 4 MiB)."""
         ...
 
+    def head(self, obj: str) -> Digest | None:
+        """The digest of the manifest `obj` names, as a HEAD's Docker-Content-Digest says;
+        None when the registry does not say (then only a GET can tell)."""
+        ...
+
     def blob(
         self, desc: Descriptor, ingest: Ingest, progress: Progress | None = None
     ) -> StagedBlob:

@@ -17,7 +17,7 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from http.cookiejar import DefaultCookiePolicy
 from pathlib import Path
@@ -212,7 +212,7 @@ class HttpClient:
         self.check_cancel()
         try:
             if auth:
-                response = self.oras.do_request(url, "GET", headers=dict(headers), stream=True)
+                response = self._authorized("GET", url, headers)
             else:
                 response = self.session.get(url, headers=headers, stream=True)
         except requests.RequestException as e:
@@ -221,6 +221,27 @@ class HttpClient:
             return response
         with response:
             raise self.status_error(response, subject)
+
+    def head(self, url: str, headers: dict[str, str], subject: str) -> Mapping[str, str] | None:
+        """One HEAD through oras's request path and auth hook: the headers of a 200, or
+        None for any other status (a HEAD has no body to explain it: the GET will)."""
+        self.check_cancel()
+        try:
+            response = self._authorized("HEAD", url, headers)
+        except requests.RequestException as e:
+            raise self.translate(e, subject) from None
+        with response:
+            return response.headers if response.status_code == 200 else None
+
+    def _authorized(self, method: str, url: str, headers: dict[str, str]) -> Any:
+        """oras's request path, which answers one 401 with a token. That token may be
+        one a parallel download just fetched, and already refused (used up, revoked):
+        a second 401 gets one more round, which fetches a token of its own."""
+        response = self.oras.do_request(url, method, headers=dict(headers), stream=True)
+        if response.status_code != 401:
+            return response
+        response.close()
+        return self.oras.do_request(url, method, headers=dict(headers), stream=True)
 
     def retrying(self, subject: str, deadline: Deadline, attempt: Callable[[], T]) -> T:
         """Run `attempt` until it succeeds, raises a non-transient error, or the tries or

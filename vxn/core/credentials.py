@@ -7,8 +7,6 @@ the files and running the helpers is the credentials adapter's job.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -124,6 +122,9 @@ def _inline(entry: Mapping[str, Any], key: str, where: str) -> Credentials | Non
         return Credentials(identity_token=token)
     if not isinstance(auth, str) or not auth:
         return None
+    import base64  # here: the CLI imports this module, and few auth files hold passwords
+    import binascii
+
     try:
         user, sep, password = base64.b64decode(auth, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):

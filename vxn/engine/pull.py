@@ -164,8 +164,8 @@ class Puller:
         progress: ProgressFn,
         cancel: threading.Event,
     ) -> Fetched:
-        top = registry.manifest(ref.object)
-        docs, digest, manifest, platform_known = self._resolve(registry, top, want, ingest)
+        top = self._top(registry, ref)
+        docs, stored, digest, manifest, platform_known = self._resolve(registry, top, want, ingest)
         if manifest.config.size > MAX_DOCUMENT_SIZE:
             raise InvalidArgument(f"{ingest.op}: config {manifest.config.digest} is too big")
         staged, reused = self._blobs(registry, manifest, ingest, progress, cancel)
@@ -181,23 +181,45 @@ class Puller:
             created=config.created,
         )
         candidate = Candidate(record=record, staged=(*docs, *staged), names=(pull_name(ref),))
-        return Fetched(candidate=candidate, reused=frozenset(reused), top=top.digest)
+        return Fetched(candidate=candidate, reused=frozenset(reused | stored), top=top.digest)
+
+    def _top(self, registry: RegistryClient, ref: Reference) -> Document:
+        """The document `ref` names. By tag, a HEAD asks for its digest first, so a
+        repeat pull (`--pull always`) GETs no manifest the store has; when the registry
+        does not say, or names one the store lacks, the GET verifies what it gets."""
+        digest = ref.digest or registry.head(ref.object)
+        stored = self._stored(digest) if digest is not None else None
+        return stored or registry.manifest(ref.object)
+
+    def _stored(self, digest: Digest) -> Document | None:
+        """A document from the store, which verified it when it came in."""
+        try:
+            data = self.store.read_blob(digest, MAX_DOCUMENT_SIZE)
+        except NotFound:
+            return None
+        return Document(data=data, media_type="", digest=digest)  # its mediaType says
 
     def _resolve(
         self, registry: RegistryClient, doc: Document, want: Platform, ingest: Ingest
-    ) -> tuple[list[Staged], Digest, Manifest, bool]:
-        """From the top document down indexes to the manifest for `want`."""
+    ) -> tuple[list[Staged], set[Digest], Digest, Manifest, bool]:
+        """From the top document down indexes to the manifest for `want`; the documents
+        to stage, and those the store has."""
         op, staged, media_type, platform_known = ingest.op, [], doc.media_type, True
+        stored: set[Digest] = set()
         for _ in range(MAX_NESTING + 1):
             parsed = _parse(doc.data, media_type, f"{op}: manifest {doc.digest}")
-            staged.append((ingest.stage_bytes(doc.data), doc.digest, len(doc.data)))
+            if self.store.has_blob(doc.digest):
+                stored.add(doc.digest)
+            else:
+                staged.append((ingest.stage_bytes(doc.data), doc.digest, len(doc.data)))
             if isinstance(parsed, Manifest):
-                return staged, doc.digest, parsed, platform_known
+                return staged, stored, doc.digest, parsed, platform_known
             try:
                 chosen = select_manifest(parsed, want)
             except NotFound as e:
                 raise NotFound(f"{op}: index {doc.digest}: {e}") from None
-            doc, media_type = registry.manifest(str(chosen.digest)), chosen.media_type
+            doc = self._stored(chosen.digest) or registry.manifest(str(chosen.digest))
+            media_type = chosen.media_type
             platform_known = chosen.platform is not None
             if len(doc.data) != chosen.size:
                 raise InvalidArgument(

@@ -3,7 +3,8 @@
 Serves one repository from an OCI image layout (tags from `ref.name` annotations,
 blobs by digest) and verifies what it stages just as the real client does, so it
 passes the same contract (vxn.testing.registry_contract). `connect` is what
-PullConfig.connect wants; `fetched` records every blob served.
+PullConfig.connect wants; `fetched` records every blob served, `manifests` every
+manifest GET and `heads` every HEAD; `head_digests = False` makes HEADs say no digest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ class FakeRegistry:
         self.blobs = blobs
         self.op = "pull"
         self.fetched: list[Digest] = []
+        self.manifests: list[str] = []
+        self.heads: list[str] = []
+        self.head_digests = True
         self.endpoints: list[Endpoint] = []
         self._lock = threading.Lock()
 
@@ -51,9 +55,18 @@ class FakeRegistry:
         self.op = str(kw.get("op", "pull"))
         return self
 
-    def manifest(self, obj: str) -> Document:
+    def _find(self, obj: str) -> tuple[Digest | None, bytes | None]:
         digest = self.tags.get(obj) or (Digest.parse(obj) if obj.startswith("sha") else None)
-        data = self.blobs.get(digest) if digest else None
+        return digest, self.blobs.get(digest) if digest else None
+
+    def head(self, obj: str) -> Digest | None:
+        self.heads.append(obj)
+        digest, data = self._find(obj)
+        return digest if data is not None and self.head_digests else None
+
+    def manifest(self, obj: str) -> Document:
+        self.manifests.append(obj)
+        digest, data = self._find(obj)
         if digest is None or data is None:
             raise NotFound(f"{self.op}: manifest {obj}: 404 MANIFEST_UNKNOWN: manifest unknown")
         if len(data) > MAX_DOCUMENT_SIZE:

@@ -54,6 +54,16 @@ class RegistryContract:
         assert str(doc.digest) == multi
         assert isinstance(parse_document(doc.data, doc.media_type), Index)
 
+    def test_a_head_gives_the_digest_of_a_tag_or_a_digest(
+        self, registry: RegistryClient, v1: dict[str, Any], multi: str
+    ) -> None:
+        assert str(registry.head("v1")) == v1["digest"]
+        assert str(registry.head(v1["digest"])) == v1["digest"]
+        assert str(registry.head("multi")) == multi
+
+    def test_a_head_of_an_unknown_tag_says_no_digest(self, registry: RegistryClient) -> None:
+        assert registry.head("nope") is None
+
     def test_an_unknown_tag_is_not_found(self, registry: RegistryClient) -> None:
         with pytest.raises(NotFound, match="manifest nope: 404 MANIFEST_UNKNOWN"):
             registry.manifest("nope")

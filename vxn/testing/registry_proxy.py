@@ -6,9 +6,9 @@ challenge naming its own `/token` endpoint, which hands out tokens (for a Basic
 login from `users`, or an identity token by OAuth2 refresh_token POST), each good
 for `token_uses` requests. `fault()` arms one misbehaviour for requests whose path
 contains a string: an error status with a registry-style body, a flipped byte, a
-stall, a trickle, a connection dropped mid-body, an oversize manifest, a wrong
-Docker-Content-Digest, a redirect to another host (`localhost` for `127.0.0.1`), or a
-Range header ignored.
+stall, a trickle, a connection dropped mid-body, an oversize manifest, a wrong or
+missing Docker-Content-Digest, a redirect to another host (`localhost` for
+`127.0.0.1`), or a Range header ignored; `method` aims one at GETs or HEADs only.
 Every request is logged, headers included. Bodies are held in memory: test images
 are small.
 """
@@ -36,8 +36,9 @@ _BACK = ("Content-Type", "Docker-Content-Digest", "Content-Range", "Accept-Range
 
 @dataclass(slots=True)
 class Fault:
-    """kind: status, flip, stall, stall_body, trickle, drop, big, wrong_digest, redirect,
-    ignore_range (answer 200 with the whole body to a Range request)."""
+    """kind: status, flip, stall, stall_body, trickle, drop, big, wrong_digest, no_digest
+    (no Docker-Content-Digest), redirect, ignore_range (answer 200 with the whole body to
+    a Range request)."""
 
     kind: str
     match: str
@@ -46,6 +47,7 @@ class Fault:
     code: str = "UNKNOWN"
     message: str = "injected failure"
     retry_after: str = ""  # a Retry-After header for a status fault
+    method: str = ""  # only requests of this method ("GET", "HEAD"); "" = every one
     hits: int = 0
 
 
@@ -105,9 +107,9 @@ class RegistryProxy:
             self.faults.append(fault)
         return fault
 
-    def requests(self, match: str = "") -> list[Seen]:
+    def requests(self, match: str = "", method: str = "") -> list[Seen]:
         with self._lock:
-            return [s for s in self.seen if match in s.path]
+            return [s for s in self.seen if match in s.path and method in ("", s.method)]
 
     # --- serving ----------------------------------------------------------------------
 
@@ -119,7 +121,7 @@ class RegistryProxy:
         redirected = "redirected=1" in h.path
         if self.bearer and not redirected and not self._authorized(h):
             return self._challenge(h)
-        fault = self._take(h.path)
+        fault = self._take(h.command, h.path)
         kind = fault.kind if fault else ""
         if fault is not None and kind in ("status", "redirect", "big", "stall"):
             return self._answer_fault(h, fault)
@@ -129,13 +131,17 @@ class RegistryProxy:
             body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
         if kind == "wrong_digest":
             headers["Docker-Content-Digest"] = "sha256:" + "0" * 64
+        if kind == "no_digest":
+            headers.pop("Docker-Content-Digest", None)
         _send_head(h, status, headers, len(body))
         _send_body(h, body, kind, self.stopping)
 
-    def _take(self, path: str) -> Fault | None:
+    def _take(self, method: str, path: str) -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.match in path and (fault.times == 0 or fault.hits < fault.times):
+                if fault.match not in path or fault.method not in ("", method):
+                    continue
+                if fault.times == 0 or fault.hits < fault.times:
                     fault.hits += 1
                     return fault
         return None
@@ -264,7 +270,7 @@ def _error(
 ) -> None:
     body = json.dumps({"errors": [{"code": code, "message": message}]}).encode()
     _send_head(h, status, {"Content-Type": "application/json", **(headers or {})}, len(body))
-    h.wfile.write(body)
+    _write(h, body)
 
 
 def _send_body(
@@ -287,6 +293,8 @@ def _send_body(
 
 
 def _write(h: BaseHTTPRequestHandler, data: bytes) -> bool:
+    if h.command == "HEAD":  # the head says how long the body would be; none follows
+        return True
     try:
         h.wfile.write(data)
         return True

@@ -183,6 +183,42 @@ def test_ensure_pulls_as_the_policy_says(
         svc.ensure_sync(ref, "sometimes")
 
 
+@pytest.mark.parametrize("tag", ["v1", "multi"])
+def test_pull_always_of_a_stored_image_gets_no_manifest(
+    tmp_path: Path, fake: FakeRegistry, tag: str
+) -> None:
+    svc = service(tmp_path, fake)
+    ref = f"{REPO}:{tag}"
+    pulled = svc.ensure_sync(ref, "missing")
+    gets, fetched = len(fake.manifests), len(fake.fetched)
+    assert svc.ensure_sync(ref, "always") == pulled
+    assert svc.pull_sync(ref).up_to_date
+    assert (len(fake.manifests), len(fake.fetched)) == (gets, fetched)
+    assert fake.heads == [tag, tag, tag]
+
+
+def test_a_registry_that_says_no_digest_on_head_is_asked_with_get(
+    tmp_path: Path, fake: FakeRegistry
+) -> None:
+    fake.head_digests = False
+    svc = service(tmp_path, fake)
+    svc.pull_sync(f"{REPO}:v1")
+    assert svc.pull_sync(f"{REPO}:v1").up_to_date
+    assert fake.manifests == ["v1", "v1"]
+
+
+def test_a_pull_by_digest_of_a_stored_image_asks_the_registry_nothing(
+    tmp_path: Path, fake: FakeRegistry, layout: dict[str, Any]
+) -> None:
+    svc = service(tmp_path, fake)
+    svc.pull_sync(f"{REPO}:v1")
+    assert (
+        svc.pull_sync(f"{REPO}@{layout['v1'].digest}").manifest
+        == svc.pull_sync(f"{REPO}:v1").manifest
+    )
+    assert (fake.manifests, fake.heads) == (["v1"], ["v1", "v1"])
+
+
 def test_ensure_missing_pulls_when_the_stored_image_is_another_platform(
     tmp_path: Path, fake: FakeRegistry, layout: dict[str, Any]
 ) -> None:

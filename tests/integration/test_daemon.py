@@ -65,6 +65,7 @@ def _cpu_ticks(pid: int) -> int:
 def test_ready_serve_and_a_clean_exit(dirs: VxnDirs, abstract: bool, sig: signal.Signals) -> None:
     with vxnd(dirs, abstract=abstract) as (proc, notify):
         assert "READY=1" in notify.receive()
+        assert notify.receive()[0].endswith("warmed up")
         assert pid_of(dirs.run) == proc.pid
         mode = dirs.run.socket.stat().st_mode
         assert stat.S_ISSOCK(mode)
@@ -91,6 +92,7 @@ def test_a_second_vxnd_for_the_same_run_dir_exits_1(dirs: VxnDirs) -> None:
 def test_an_idle_vxnd_uses_no_cpu(dirs: VxnDirs) -> None:
     with vxnd(dirs) as (proc, notify):
         assert "READY=1" in notify.receive()
+        assert notify.receive()[0].endswith("warmed up")  # its one-off preload is done
         subprocess.run(vxn_argv("images"), env=dirs.env(), check=True, capture_output=True)
         before = _cpu_ticks(proc.pid)
         time.sleep(1.0)  # measuring idleness, not waiting for an event

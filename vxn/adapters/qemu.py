@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import signal
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from vxn.adapters import process
@@ -64,9 +65,11 @@ class QemuBackend:
     name = "qemu"
     cmdline = CMDLINE_QEMU
 
-    def __init__(self, root: Path, *, accel: str, binary: str = BINARY) -> None:
+    def __init__(
+        self, root: Path, *, accel: str | Callable[[], Awaitable[str]], binary: str = BINARY
+    ) -> None:
         self.root = root
-        self.accel = accel
+        self.accel = accel  # "kvm", "tcg", or how to find out (when a guest is first made)
         self.binary = binary
         self._qmp: dict[str, Qmp] = {}
         self._consoles: dict[str, SocketConsole] = {}
@@ -85,6 +88,7 @@ class QemuBackend:
 
     async def create(self, config: GuestConfig) -> GuestInfo:
         paths = self.paths(config.name)
+        accel = self.accel if isinstance(self.accel, str) else await self.accel()
         guest_dir = self.root / config.name
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         try:
@@ -93,7 +97,7 @@ class QemuBackend:
             raise AlreadyExists(f"guest {config.name}: already exists") from None
         labels = json.dumps(dict(config.labels)).encode()
         await asyncio.to_thread(atomic_write, guest_dir / "labels.json", labels, 0o600)
-        argv = [*qemu_argv(self.binary, config, paths, self.accel), "-daemonize"]
+        argv = [*qemu_argv(self.binary, config, paths, accel), "-daemonize"]
         try:
             done = await process.run(argv, limit=START_TIMEOUT, check=False)
             if done.returncode != 0:

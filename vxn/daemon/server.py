@@ -96,7 +96,7 @@ async def run(ctx: Context) -> None:
         log.info("version %s (pid %d) ready on %s", __version__, os.getpid(), daemon.run.socket)
         daemon.notify(f"READY=1\nSTATUS=serving on {daemon.run.socket}")
         async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(_preload())
+            tasks.create_task(_preload(daemon))
             await stop.wait()
         log.info("stopping")
         # An auto-starting CLI only listened for READY=1 and is gone by now.
@@ -107,13 +107,14 @@ async def run(ctx: Context) -> None:
         await daemon.stop()
 
 
-async def _preload() -> None:
+async def _preload(daemon: Daemon) -> None:
     """Import the registry client (oras, requests: ~0.3 s) while idle, so that the
-    first pull does not wait for it."""
+    first pull does not wait for it; a STATUS line says when vxnd is idle for real."""
     try:
         await asyncio.to_thread(importlib.import_module, "vxn.adapters.registry_client")
     except ImportError as e:
         log.warning("registry client unavailable (%s): pulls will fail", e)
+    daemon.notify(f"STATUS=serving on {daemon.run.socket}; warmed up", level=logging.DEBUG)
 
 
 def take_lock(run: RunDir) -> int:

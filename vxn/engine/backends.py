@@ -6,6 +6,7 @@ backend is built once per vxnd and shared by every container.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from vxn.adapters.hypervisor import Hypervisor
@@ -23,6 +24,8 @@ class Backends:
         self.guests = guests  # <run dir>/guests: each backend's per-guest files
         self.xen = xen
         self._built: dict[str, Hypervisor] = {}
+        self._accel_lock = asyncio.Lock()
+        self._accel_found: str | None = None
 
     def resolve(self, name: str | None) -> str:
         name = name or self.settings.guest.backend
@@ -41,9 +44,16 @@ class Backends:
     async def _qemu(self) -> Hypervisor:
         from vxn.adapters.qemu import QemuBackend
 
-        kernel = await self.artefacts.kernel()
-        accel = await self.artefacts.accel(self.settings.guest.accel, kernel)
-        return QemuBackend(self.guests, accel=accel)
+        return QemuBackend(self.guests, accel=self._accel)
+
+    async def _accel(self) -> str:
+        """Found at the first create, not here: listing and adopting guests (vxnd's start)
+        must not wait for a kernel or a KVM probe boot."""
+        async with self._accel_lock:
+            if self._accel_found is None:
+                kernel = await self.artefacts.kernel()
+                self._accel_found = await self.artefacts.accel(self.settings.guest.accel, kernel)
+            return self._accel_found
 
     async def _xen(self) -> Hypervisor:
         from vxn.adapters.xen import XenBackend

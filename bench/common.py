@@ -66,3 +66,18 @@ def print_table(title: str, rows: list[Row]) -> None:
     print(f"|{'-' * 44}|{'-' * 11}|{'-' * 8}|")
     for name, seconds, _ in rows:
         print(f"| {name:<42} | {seconds * 1000:>6.0f} ms | {seconds / peer_time:>6.2f} |")
+
+
+def load_demo(work: Path, env: dict[str, str]) -> None:
+    """`vxn load` the demo image (DEMO_NAME) into the vxnd of `env`."""
+    from data.imagebuild import DEMO_NAME, Layout, oci_archive
+
+    layout = Layout(work / "demo")
+    built = layout.add_image()
+    layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
+    subprocess.run(
+        [VXN, "load", str(oci_archive(work / "demo", work / "demo.tar"))],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )

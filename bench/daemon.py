@@ -9,13 +9,12 @@ real record, log and supervisor, with no QEMU behind it. `ps` is GET
 from __future__ import annotations
 
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from common import VXN, Row, vxn_env
-from data.imagebuild import DEMO_NAME, Layout, oci_archive
+from common import Row, load_demo, vxn_env
+from data.imagebuild import DEMO_NAME
 
 TITLE = "vxnd with many containers (fake backend)"
 COUNT = 100
@@ -26,7 +25,7 @@ def rows(runs: int, work: Path) -> list[Row]:
     from vxn.cli.client import Client
 
     with vxn_env(work, VXN_TESTING_FAKE_BACKEND="1") as env:
-        _load_demo(work, env)
+        load_demo(work, env)
         run = RunDir(Path(env["VXN_RUN_DIR"]))
         with Client(run) as client:
             empty = _ps(client, runs)
@@ -66,18 +65,6 @@ def _rss(run: object) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError(f"vxnd {pid}: no VmRSS")
-
-
-def _load_demo(work: Path, env: dict[str, str]) -> None:
-    layout = Layout(work / "demo")
-    built = layout.add_image()
-    layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
-    subprocess.run(
-        [VXN, "load", str(oci_archive(work / "demo", work / "demo.tar"))],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from common import VXN, Row, timed, vxn_env
-from data.imagebuild import DEMO_NAME, Layout, oci_archive
+from common import VXN, Row, load_demo, timed, vxn_env
+from data.imagebuild import DEMO_NAME
 
 from vxn.core import protocol
 from vxn.core.guestboot import CMDLINE_QEMU, with_spec
@@ -34,7 +34,7 @@ def rows(runs: int, work: Path) -> list[Row]:
     config = work / "vxn.toml"
     config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
     with vxn_env(work, VXN_CONFIG=str(config)) as env:
-        _load_demo(work, env)
+        load_demo(work, env)
         argv = [VXN, "run", "--rm", DEMO_NAME, "true"]
         timed(argv, env)  # warm: kernel, initramfs and rootfs disk built once
         cli = [timed(argv, env) for _ in range(runs)]
@@ -55,18 +55,6 @@ def rows(runs: int, work: Path) -> list[Row]:
         ("  of which vxn's own (inside vxnd)", statistics.median(own), False),
         ("bare qemu boot, same guest, to power-off", statistics.median(bare), True),
     ]
-
-
-def _load_demo(work: Path, env: dict[str, str]) -> None:
-    layout = Layout(work / "demo")
-    built = layout.add_image()
-    layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
-    subprocess.run(
-        [VXN, "load", str(oci_archive(work / "demo", work / "demo.tar"))],
-        env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-    )
 
 
 def _spans(env: dict[str, str]) -> dict[str, float]:

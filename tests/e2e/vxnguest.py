@@ -1,4 +1,4 @@
-"""vxn's own guest artefacts, built on the host for `xen/test_vxn_guest.py`.
+"""vxn's own guest artefacts, built on the host for the tests in `xen/` that boot vxn's guest.
 
 The same pieces the QEMU backend boots, made by the same engine code: the provisioned
 kernel and the cached base initramfs (`GuestArtefacts`), one run's spec appended to it
@@ -21,7 +21,6 @@ import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 from data.guestimages import APP_NAME, app_image
@@ -69,12 +68,19 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
     kernel = await artefacts.kernel()
     base = await artefacts.initramfs(kernel)
 
+    # For vxnd inside the Dom0 (xen/test_vxn_cli.py): the image archive to `vxn load`,
+    # the kernel dir without its vmlinux (copied once, below), and the helper, as
+    # GuestArtefacts caches it by the hash of its source (the Dom0 has no gcc).
+    helper = await artefacts._helper()
+    await asyncio.to_thread(shutil.copyfile, helper, dest / helper.name)
+    (dest / "kernel").mkdir()
+    await asyncio.to_thread(_copy_kernel_dir, kernel.dir, dest / "kernel")
+
     images = ImageService(StateDir(state / "images"), Platform.parse("linux/amd64"))
     images.state.ensure()
-    with tempfile.TemporaryDirectory() as tmp:
-        archive = app_image(Path(tmp) / "app.tar")
-        with archive.open("rb") as f:
-            await images.load(f)
+    archive = app_image(dest / "app.tar")
+    with archive.open("rb") as f:
+        await images.load(f)
     rootfs = await images.rootfs(APP_NAME)
     config = image_config(await images.inspect(APP_NAME), APP_NAME)
     spec = build_spec(config, RunOptions(command=COMMAND), container_id=secrets.token_hex(32))
@@ -94,6 +100,8 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
     await asyncio.to_thread(upper.rename, dest / "upper.ext4")
     await asyncio.to_thread(record.rmdir)
     return {
+        "helper": helper.name,
+        "image": APP_NAME,
         "nonce": nonce,
         "idle_nonce": idle_nonce,
         "cmdline": CMDLINE_QEMU,  # the QEMU backend's, unchanged
@@ -101,6 +109,12 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
         "writable": not spec.read_only,
         "kernel_release": kernel.release,
     }
+
+
+def _copy_kernel_dir(src: Path, dest: Path) -> None:
+    for name in ("release", "modules.order"):
+        shutil.copyfile(src / name, dest / name)
+    shutil.copytree(src / "modules", dest / "modules")
 
 
 def stage(rundir: Path) -> Path:

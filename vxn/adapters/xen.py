@@ -5,8 +5,9 @@
 A guest is created paused (`xl create -p`), labelled in XenStore where it cannot
 write (`vxn.core.xenstore_keys`), and its console is the pty xenconsoled publishes
 at console/tty, opened raw before the unpause so no byte is lost: no `xl console`
-process, no log file. `on_poweroff="preserve"` keeps a stopped domain (and its
-data/ node, the exit witness) until vxnd destroys it. Its stop is seen through the
+process, no log file; every ^O written to it is doubled (`escape_sysrq`).
+`on_poweroff="preserve"` keeps a stopped domain (and its data/ node, the exit
+witness) until vxnd destroys it. Its stop is seen through the
 `@releaseDomain` watch, which xenstored fires when any domain shuts down or dies;
 each event re-reads the domain's state. Domains outlive vxnd, and the next one finds
 them by their labels.
@@ -21,7 +22,7 @@ import shutil
 import stat
 import tty
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from vxn.adapters.hypervisor import Console, GuestInfo
@@ -39,6 +40,15 @@ CMDLINE = CMDLINE_QEMU
 CONSOLE_LIMIT = 30.0  # for xenconsoled to publish the pty of a new domain
 _PTY_MAJORS = range(136, 144)  # Unix98 pty slaves (Documentation/admin-guide/devices.txt)
 _LOG_TAIL = 4096
+SYSRQ = b"\x0f"  # ^O: hvc_console's SysRq prefix on the kernel's own console
+WAIT_RETRIES = 3  # reconnections in a row before wait() gives up
+
+
+def escape_sysrq(data: bytes) -> bytes:
+    """Xen PV makes hvc0 a kernel console, and the guest's hvc driver then reads ^O
+    (0x0f) as the magic SysRq prefix: it eats it and the next byte (a SIGNAL frame
+    of SIGTERM, 15, ends in 0x0f 0x10...). Two ^O in a row reach the tty as one."""
+    return data.replace(SYSRQ, SYSRQ * 2)
 
 
 class PtyConsole:
@@ -58,7 +68,7 @@ class PtyConsole:
         return b""
 
     async def write(self, data: bytes) -> None:
-        view = memoryview(data)
+        view = memoryview(escape_sysrq(data))
         while view:
             if self.fd < 0:
                 raise Unavailable("xen console: closed")
@@ -85,12 +95,22 @@ class XenBackend:
         self.store = store
         self.type = guest_type(machine)
         self._consoles: dict[str, PtyConsole] = {}
+        # One `xl create` at a time: the block hotplug scripts of its disks run one at
+        # a time anyway (under their own lock), and parallel creates only make the
+        # last ones miss libxl's hotplug timeout (7 at once under TCG: all failed).
+        self._creating = asyncio.Lock()
 
     @classmethod
     async def open(
-        cls, root: Path, *, xl: Xl | None = None, socket: str | None = None
+        cls,
+        root: Path,
+        *,
+        xl: Xl | None = None,
+        socket: str | None = None,
+        running: Callable[[str], bool] | None = None,
     ) -> XenBackend:
-        """The backend, once the toolstack checks out; FailedPrecondition names the fix."""
+        """The backend, once the toolstack checks out; FailedPrecondition names the fix.
+        `running(comm)`: whether a process of that name runs (default: /proc)."""
         xl = xl or Xl()
         if os.geteuid() != 0:
             raise FailedPrecondition("backend xen: needs root (xl, xenstored); run vxnd as root")
@@ -106,7 +126,7 @@ class XenBackend:
                 f"backend xen: xenstored is not answering ({e}); start it: "
                 "systemctl start xenstored (or /etc/init.d/xen start)"
             ) from None
-        if not await asyncio.to_thread(_running, "xenconsoled"):
+        if not await asyncio.to_thread(running or _running, "xenconsoled"):
             await store.close()
             raise FailedPrecondition(
                 "backend xen: xenconsoled is not running; start it: "
@@ -147,7 +167,8 @@ class XenBackend:
         text = render(self._xl_config(config, vm))  # refuses bad values before any I/O
         cfg = await asyncio.to_thread(self._write_config, name, text)
         try:
-            await self.xl.create(cfg, paused=True)
+            async with self._creating:
+                await self.xl.create(cfg, paused=True)
             labels = keys.labels_dir(keys.vm_path(vm))
             values = {f"{labels}/{k}": keys.encode_label(v) for k, v in config.labels.items()}
             if values:
@@ -170,14 +191,21 @@ class XenBackend:
         await self.xl.pause(name)
 
     async def wait(self, name: str) -> GuestInfo:
+        failures = 0
         while True:
             async with self.store.watch("@releaseDomain") as released:
                 while True:
                     try:
                         await released.next()  # the first one comes at once
+                        info = await self.info(name)
                     except Unavailable:
-                        break  # the watch connection ended: watch again, then look again
-                    info = await self.info(name)
+                        # A broken connection (the watch's or the reads'): watch again,
+                        # then look again; an error that persists is the caller's.
+                        failures += 1
+                        if failures > WAIT_RETRIES:
+                            raise
+                        break
+                    failures = 0
                     if info.state in (State.SHUTDOWN, State.GONE):
                         return info
 

@@ -68,6 +68,20 @@ class FakeXenstored:
     def release_domain(self) -> None:
         self._fire("@releaseDomain")
 
+    def put(self, path: str, value: bytes, perms: list[str]) -> None:
+        """Write a node with its own permissions, as a toolstack does; fires watches."""
+        node = _make(self.tree, path)
+        node.value, node.perms = value, [p.encode() for p in perms]
+        self.generation += 1
+        self._fire(path)
+
+    def remove(self, path: str) -> None:
+        """Remove a subtree, as a toolstack does when a domain goes; fires watches."""
+        for key in [k for k in self.tree if k == path or k.startswith(path + "/")]:
+            del self.tree[key]
+        self.generation += 1
+        self._fire(path)
+
     async def drop_connections(self) -> None:
         for writer in list(self._writers):
             writer.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,9 @@ import pytest
 from vxn.adapters.xl import Xl, parse_info, parse_list
 from vxn.core.vm import State
 from vxn.errors import Unavailable
+from vxn.testing.fake_xenstored import FakeXenstored
+from vxn.testing.fake_xl import FakeXen
+from vxn.testing.xl_contract import XlContract
 
 LIST = """Name                                        ID   Mem VCPUs\tState\tTime(s)
 Domain-0                                     0  1024     2     r-----      42.1
@@ -87,3 +91,27 @@ async def test_an_error_carries_xls_stderr(xl: Xl, tmp_path: Path) -> None:
     )
     with pytest.raises(Unavailable, match=r"xl create -p .* failed \(exit 1\): .*kernel too large"):
         await xl.create(tmp_path / "g.cfg")
+
+
+@pytest.fixture
+async def fake_xl(tmp_path: Path) -> AsyncIterator[Xl]:
+    async with FakeXenstored(tmp_path / "xs") as xs, FakeXen(tmp_path, xs) as xen:
+        yield Xl(xen.binary)
+
+
+class TestFakeXl(XlContract):
+    """The fake `xl` the unit tier's XenBackend tests use keeps the real one's contract."""
+
+    @pytest.fixture
+    def xl(self, fake_xl: Xl) -> Xl:
+        return fake_xl
+
+    @pytest.fixture
+    def guest(self, tmp_path: Path) -> tuple[Path, Path]:
+        for name in ("vmlinux", "initrd"):
+            (tmp_path / name).write_bytes(b"x")
+        return tmp_path / "vmlinux", tmp_path / "initrd"
+
+    @pytest.fixture
+    def name(self) -> str:
+        return "vxn-contract"

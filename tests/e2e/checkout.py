@@ -7,6 +7,7 @@ so edits made while the tier runs cannot mix two trees.
 
 from __future__ import annotations
 
+import compileall
 import hashlib
 import shutil
 import subprocess
@@ -65,11 +66,19 @@ def tree_digest(root: Path, files: list[str]) -> str:
 
 
 def snapshot(repo: Path, dest: Path) -> None:
-    """Copy the source files and just enough of .git to read HEAD into `dest`."""
+    """Copy the source files and just enough of .git to read HEAD into `dest`.
+
+    Its Python is byte-compiled here, as an install would be: the Dom0 mounts the copy
+    read-only, so every vxn and pytest start there would compile each module again
+    (seconds under TCG). copy2 keeps the mtimes the .pyc files are checked against.
+    """
     files = source_files(repo)
     for rel in files:
         (dest / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(repo / rel, dest / rel)
+    for tree in ("vxn", "tests"):
+        if (dest / tree).is_dir():
+            compileall.compile_dir(dest / tree, quiet=1)
     git = repo / ".git"
     (dest / ".git").mkdir()
     for name in ("HEAD", "packed-refs"):

@@ -98,6 +98,22 @@ def test_snapshot_digest_covers_content(tmp_path: Path) -> None:
     assert checkout.tree_digest(tmp_path, files) != before
 
 
+def test_a_snapshot_is_byte_compiled_for_the_read_only_dom0(tmp_path: Path) -> None:
+    repo, dest = tmp_path / "repo", tmp_path / "dest"
+    (repo / "vxn").mkdir(parents=True)
+    (repo / "vxn" / "mod.py").write_text("x = 1\n")
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    subprocess.run(["git", "-C", str(repo), "add", "vxn"], check=True)
+    dest.mkdir()
+    checkout.snapshot(repo, dest)
+    cached = list((dest / "vxn" / "__pycache__").glob("mod.*.pyc"))
+    assert len(cached) == 1
+    # checked against the copy's mtime and size, which copy2 kept: valid in the Dom0
+    assert cached[0].read_bytes()[8:12] == int((repo / "vxn" / "mod.py").stat().st_mtime).to_bytes(
+        4, "little"
+    )
+
+
 def test_module_order_puts_dependencies_first(tmp_path: Path) -> None:
     (tmp_path / "modules.dep").write_text(
         "k/ext4.ko: k/crc16.ko k/jbd2.ko\nk/jbd2.ko: k/crc16.ko\nk/crc16.ko:\nk/blk.ko:\n"

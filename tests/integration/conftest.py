@@ -1,15 +1,18 @@
 """Registries for the pull tests: Debian's docker-registry, started once per session on
 free 127.0.0.1 ports (one open, one behind htpasswd Basic auth, one on TLS), holding
 test images pushed by skopeo as OCI and as Docker schema 2; and a fresh loopback
-proxy in front of the open one for each test that wants faults or Bearer auth."""
+proxy in front of the open one for each test that wants faults or Bearer auth.
+And the guest kernel, for the tests that boot QEMU guests (integration/qemuguests.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from data import imagebuild as ib
 from data.registries import PASSWORD, USER, Images
+from integration.qemuguests import guest_kernel
 
 from vxn.testing.registry import LocalRegistry
 from vxn.testing.registry_proxy import RegistryProxy
@@ -64,3 +67,8 @@ def tls_registry(
 def proxy(open_registry: LocalRegistry) -> Iterator[RegistryProxy]:
     with RegistryProxy(open_registry.host) as p:
         yield p
+
+
+@pytest.fixture(scope="session")
+def kernel_dir() -> Path:
+    return guest_kernel()

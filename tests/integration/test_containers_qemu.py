@@ -14,7 +14,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from http.client import HTTPConnection
@@ -23,14 +22,13 @@ from typing import Any
 
 import pytest
 from data.guestimages import APP_NAME, app_image
+from integration.qemuguests import qemus, tcg_vxnd
 
 from vxn.cli.client import Client
 from vxn.testing.daemon import VxnDirs, vxn_argv
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 TRAPS = (
     "[ -f /etc/mark ] && echo seen; echo x > /etc/mark; "
     "head -c 6 /dev/urandom | od -An -tx1 | tr -d ' \\n' > /tmp/nonce; "
@@ -69,38 +67,14 @@ def output(dirs: VxnDirs, cid: str) -> str:
     return "".join(base64.b64decode(x["out"]).decode() for x in lines if "out" in x)
 
 
-def qemus(dirs: VxnDirs) -> list[int]:
-    """The qemu processes of these dirs' guests."""
-    found = []
-    for proc in Path("/proc").iterdir():
-        try:
-            cmdline = (proc / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if proc.name.isdigit() and b"qemu" in cmdline and str(dirs.run.root).encode() in cmdline:
-            found.append(int(proc.name))
-    return found
-
-
 def restart_vxnd(dirs: VxnDirs, env: dict[str, str]) -> None:
     subprocess.run(vxn_argv("images"), env=env, check=True, stdout=subprocess.DEVNULL)
 
 
 @pytest.fixture(scope="module")
 def dirs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[VxnDirs]:
-    if not (KERNEL_DIR / "vmlinux").exists():
-        subprocess.run(
-            [sys.executable, "-m", "vxn.engine.guest", "provision", str(KERNEL_DIR)], check=True
-        )
-    with VxnDirs() as dirs:
-        dirs.config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
-        archive = app_image(tmp_path_factory.mktemp("app") / "app.tar")
-        subprocess.run(vxn_argv("load", str(archive)), env=dirs.env(), check=True)
+    with tcg_vxnd(app_image(tmp_path_factory.mktemp("app") / "app.tar")) as dirs:
         yield dirs
-        leftovers = qemus(dirs)
-        for pid in leftovers:
-            os.kill(pid, signal.SIGKILL)
-        assert leftovers == []
 
 
 def test_detached_containers_survive_a_vxnd_crash(dirs: VxnDirs) -> None:

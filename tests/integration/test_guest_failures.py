@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import subprocess
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import Any
 import pytest
 from data import imagebuild
 from data.imagebuild import DEMO_NAME
+from integration.qemuguests import tcg_vxnd
 from unit.daemon.containers_fixtures import Images
 
 from vxn.adapters.hypervisor import Hypervisor
@@ -26,12 +26,10 @@ from vxn.core.guestspec import RunOptions
 from vxn.engine.containers import ContainerService, CreateRequest
 from vxn.engine.guest import PROBE_TIMEOUT, GuestArtefacts
 from vxn.errors import Unavailable
-from vxn.testing.daemon import VxnDirs, vxn_argv
+from vxn.testing.daemon import vxn_argv
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 PVM = Path("/sys/module/kvm_pvm").exists()
 
 
@@ -71,7 +69,9 @@ class BlankImage(Images):
         return SimpleNamespace(path=self.disk)
 
 
-async def boot(tmp: Path, initramfs: Path | None, boot_timeout: float) -> tuple[str, str]:
+async def boot(
+    tmp: Path, kernel_dir: Path, initramfs: Path | None, boot_timeout: float
+) -> tuple[str, str]:
     """Start a container whose guest fails through ContainerService on real QEMU; its
     guest's name and error, checked to be the record's (exited 125), the guest destroyed."""
     guest = GuestSettings(memory=128, boot_timeout=boot_timeout)
@@ -82,7 +82,7 @@ async def boot(tmp: Path, initramfs: Path | None, boot_timeout: float) -> tuple[
         RunDir(settings.run_dir),
         BlankImage(tmp / "rootfs.img"),
         backends=Qemu(tmp / "guests"),
-        files=Files(GuestArtefacts(tmp / "guest", KERNEL_DIR), initramfs),
+        files=Files(GuestArtefacts(tmp / "guest", kernel_dir), initramfs),
     )
     options = RunOptions(command=("true",), read_only=True)
     record = await svc.create(CreateRequest(image="busybox", options=options, name="fails"))
@@ -95,25 +95,29 @@ async def boot(tmp: Path, initramfs: Path | None, boot_timeout: float) -> tuple[
     return record["guest"], str(caught.value)
 
 
-async def test_a_kernel_panic_is_reported_with_the_console_tail(tmp_path: Path) -> None:
+async def test_a_kernel_panic_is_reported_with_the_console_tail(
+    tmp_path: Path, kernel_dir: Path
+) -> None:
     garbage = tmp_path / "garbage.cpio"
     garbage.write_bytes(b"not an archive" * 100)
     start = time.monotonic()
-    guest, message = await boot(tmp_path, garbage, boot_timeout=60)
+    guest, message = await boot(tmp_path, kernel_dir, garbage, boot_timeout=60)
     assert message.startswith(f"guest {guest}: stopped before guest-init said hello")
     assert "Kernel panic" in message
     assert time.monotonic() - start < 60
 
 
-async def test_a_guest_that_does_not_start_in_time_is_stopped(tmp_path: Path) -> None:
+async def test_a_guest_that_does_not_start_in_time_is_stopped(
+    tmp_path: Path, kernel_dir: Path
+) -> None:
     start = time.monotonic()
-    guest, message = await boot(tmp_path, None, boot_timeout=1.0)
+    guest, message = await boot(tmp_path, kernel_dir, None, boot_timeout=1.0)
     assert message.startswith(f"guest {guest}: did not start in 1 s before guest-init said hello")
     assert time.monotonic() - start < 15
 
 
-async def test_kvm_is_used_only_after_a_probe_proves_it(tmp_path: Path) -> None:
-    artefacts = GuestArtefacts(tmp_path, KERNEL_DIR)
+async def test_kvm_is_used_only_after_a_probe_proves_it(tmp_path: Path, kernel_dir: Path) -> None:
+    artefacts = GuestArtefacts(tmp_path, kernel_dir)
     kernel = await artefacts.kernel()
     start = time.monotonic()
     accel = await artefacts.accel("auto", kernel)
@@ -129,16 +133,11 @@ async def test_kvm_is_used_only_after_a_probe_proves_it(tmp_path: Path) -> None:
 
 
 def test_a_failed_run_leaves_its_record_exited_with_the_reason(tmp_path: Path) -> None:
-    with VxnDirs() as dirs:
-        dirs.config.write_text(
-            f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\nboot_timeout = 1\n'
-        )
-        env = dirs.env()
-        imagebuild.main(["demo", str(tmp_path / "d.tar")])
-        assert subprocess.run(vxn_argv("load", str(tmp_path / "d.tar")), env=env).returncode == 0
+    imagebuild.main(["demo", str(tmp_path / "d.tar")])
+    with tcg_vxnd(tmp_path / "d.tar", guest_config="boot_timeout = 1\n") as dirs:
         ran = subprocess.run(
             vxn_argv("run", "--name", "late", DEMO_NAME, "true"),
-            env=env,
+            env=dirs.env(),
             capture_output=True,
             timeout=120,
         )

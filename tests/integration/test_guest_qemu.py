@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 from data.guestimages import APP_NAME, DISTROLESS_NAME, app_image, distroless_image
 from data.imagebuild import DEMO_NAME, Layout, oci_archive
+from integration.qemuguests import KERNEL_DIR, tcg_vxnd
 
 from vxn.testing.daemon import VxnDirs, vxn_argv
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 RUN_TIMEOUT = 120
 
 
@@ -53,24 +50,13 @@ class Vxn:
 
 @pytest.fixture(scope="module")
 def vxn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vxn]:
-    if not (KERNEL_DIR / "vmlinux").exists():
-        subprocess.run(
-            [sys.executable, "-m", "vxn.engine.guest", "provision", str(KERNEL_DIR)], check=True
-        )
     tmp = tmp_path_factory.mktemp("guest-images")
-    with VxnDirs() as dirs:
-        dirs.config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
-        run = Vxn(dirs)
-        layout = Layout(tmp / "demo")
-        built = layout.add_image()
-        layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
-        for archive in (
-            oci_archive(tmp / "demo", tmp / "demo.tar"),
-            app_image(tmp / "app.tar"),
-            distroless_image(tmp / "distroless.tar"),
-        ):
-            assert run("load", str(archive)).code == 0
-        yield run
+    layout = Layout(tmp / "demo")
+    built = layout.add_image()
+    layout.write_index([(built.manifest, {"io.containerd.image.name": DEMO_NAME})])
+    demo = oci_archive(tmp / "demo", tmp / "demo.tar")
+    with tcg_vxnd(demo, app_image(tmp / "app.tar"), distroless_image(tmp / "distroless.tar")) as d:
+        yield Vxn(d)
 
 
 def test_echo_hello_prints_exactly_hello(vxn: Vxn) -> None:

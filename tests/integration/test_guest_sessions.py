@@ -11,11 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import os
 import re
 import secrets
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,8 +36,6 @@ from vxn.engine.images import ImageService
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 IMAGE = "localhost/vxn-sessions:latest"
 EXTRA_APPLETS = ("stty", "tty", "sha256sum", "head", "wc")
 WAIT = 60.0  # seconds for one expected event: TCG on two shared cores is slow
@@ -127,14 +122,6 @@ def rootfs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with archive.open("rb") as stream:
         images.load_sync(stream)
     return images.rootfs_sync(IMAGE).path
-
-
-@pytest.fixture(scope="module")
-def kernel_dir() -> Path:
-    if not (KERNEL_DIR / "vmlinux").exists():
-        argv = [sys.executable, "-m", "vxn.engine.guest", "provision", str(KERNEL_DIR)]
-        subprocess.run(argv, check=True)
-    return KERNEL_DIR
 
 
 @contextlib.asynccontextmanager

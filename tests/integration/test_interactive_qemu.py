@@ -4,44 +4,30 @@ stdin with EOF, live stdin, signals, and terminals driven through a pty (`-it`, 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
-import select
 import signal
-import struct
 import subprocess
-import sys
 import termios
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from data.guestimages import APP_NAME, app_image
+from integration.qemuguests import tcg_vxnd
 
-from vxn.testing.daemon import VxnDirs, vxn_argv
+from vxn.testing.daemon import vxn_argv
+from vxn.testing.terminal import Pty
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 TIMEOUT = 120.0
 
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    if not (KERNEL_DIR / "vmlinux").exists():
-        subprocess.run(
-            [sys.executable, "-m", "vxn.engine.guest", "provision", str(KERNEL_DIR)], check=True
-        )
-    archive = app_image(tmp_path_factory.mktemp("images") / "app.tar")
-    with VxnDirs() as dirs:
-        dirs.config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
-        env = dirs.env()
-        assert subprocess.run(vxn_argv("load", "-i", str(archive)), env=env).returncode == 0
-        yield env
-        assert not list((dirs.run.root / "guests").iterdir())  # no guest left behind
+    with tcg_vxnd(app_image(tmp_path_factory.mktemp("images") / "app.tar")) as dirs:
+        yield dirs.env()
 
 
 def _vxn(
@@ -87,42 +73,6 @@ def test_without_t_sigterm_to_vxn_reaches_the_container(env: dict[str, str]) -> 
         assert proc.wait(TIMEOUT) == 9
 
 
-class Pty:
-    """A terminal for a vxn process: it gets the slave, the test types on the master."""
-
-    def __init__(self, rows: int, cols: int) -> None:
-        self.master, self.slave = os.openpty()
-        self.resize(rows, cols)
-        self.cooked = termios.tcgetattr(self.slave)
-        self.seen = b""
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def spawn(self, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
-        fd = self.slave
-        return subprocess.Popen(vxn_argv(*args), env=env, stdin=fd, stdout=fd, stderr=fd)
-
-    def type(self, text: bytes) -> None:
-        os.write(self.master, text)
-
-    def expect(self, text: bytes) -> None:
-        """Wait for `text` in what was written since the last match; keep what follows it."""
-        deadline = time.monotonic() + TIMEOUT
-        while text not in self.seen:
-            assert time.monotonic() < deadline, f"never saw {text!r}; saw {self.seen[-300:]!r}"
-            if select.select([self.master], [], [], 0.2)[0]:
-                try:
-                    self.seen += os.read(self.master, 65536)
-                except OSError:  # EIO: no process has the slave open
-                    time.sleep(0.05)
-        self.seen = self.seen[self.seen.index(text) + len(text) :]
-
-    def close(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
-
-
 @pytest.fixture
 def ptys() -> Iterator[list[Pty]]:
     made: list[Pty] = []
@@ -142,7 +92,7 @@ def _ended(proc: subprocess.Popen[bytes]) -> int:
 def test_run_it_a_shell_with_size_resize_ctrl_c_exec_it_and_exit(
     env: dict[str, str], ptys: list[Pty]
 ) -> None:
-    term = Pty(30, 90)
+    term = Pty(30, 90, timeout=TIMEOUT)
     ptys.append(term)
     proc = term.spawn(env, "run", "-it", "--rm", "--name", "itc", "-e", "PS1=vxn$ ", APP_NAME, "sh")
     try:
@@ -159,7 +109,7 @@ def test_run_it_a_shell_with_size_resize_ctrl_c_exec_it_and_exit(
         time.sleep(2)  # sleep is running
         term.type(b"\x03")
         term.expect(b"INTR-42\r\nafter\r\n")
-        inner = Pty(25, 70)
+        inner = Pty(25, 70, timeout=TIMEOUT)
         ptys.append(inner)
         exec_proc = inner.spawn(env, "exec", "-it", "itc", "sh")
         inner.type(b"busybox stty size; tty\r")
@@ -181,7 +131,7 @@ def test_attach_to_a_detached_container_then_detach_with_ctrl_p_ctrl_q(
     started = _vxn(env, "run", "-dit", "--name", "att", APP_NAME, "sh", "-c", script)
     assert started.returncode == 0, started.stderr
     try:
-        term = Pty(24, 80)
+        term = Pty(24, 80, timeout=TIMEOUT)
         ptys.append(term)
         proc = term.spawn(env, "attach", "att")
         term.expect(b"tick")

@@ -6,22 +6,18 @@ guests: each boot takes seconds."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 from data.guestimages import APP_NAME, app_image
+from integration.qemuguests import qemus, tcg_vxnd
 
 from vxn.testing.daemon import VxnDirs, vxn_argv
 
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
-KERNEL_DIR = Path(os.environ.get("VXN_TEST_KERNEL_DIR", REPO / ".cache" / "guest-kernel"))
 TIMEOUT = 120.0
 
 
@@ -39,19 +35,6 @@ class Vxn:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def qemus(self) -> list[int]:
-        """QEMU processes of this vxnd's guests (their command lines name its run dir)."""
-        mine = os.fsencode(self.dirs.run.root)
-        found = []
-        for proc in Path("/proc").iterdir():
-            try:
-                argv = (proc / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if proc.name.isdigit() and b"qemu-system" in argv and mine in argv:
-                found.append(int(proc.name))
-        return found
-
     def until(self, what: Callable[[], bool], timeout: float = TIMEOUT) -> None:
         deadline = time.monotonic() + timeout
         while not what():
@@ -61,18 +44,8 @@ class Vxn:
 
 @pytest.fixture(scope="module")
 def vxn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Vxn]:
-    if not (KERNEL_DIR / "vmlinux").exists():
-        subprocess.run(
-            [sys.executable, "-m", "vxn.engine.guest", "provision", str(KERNEL_DIR)], check=True
-        )
-    archive = app_image(tmp_path_factory.mktemp("images") / "app.tar")
-    with VxnDirs() as dirs:
-        dirs.config.write_text(f'[guest]\nkernel_dir = "{KERNEL_DIR}"\naccel = "tcg"\n')
-        run = Vxn(dirs)
-        run.ok("load", "-i", str(archive))
-        yield run
-        assert run.qemus() == []
-        assert not list((dirs.run.root / "guests").iterdir())
+    with tcg_vxnd(app_image(tmp_path_factory.mktemp("images") / "app.tar")) as dirs:
+        yield Vxn(dirs)
 
 
 SCRIPT = (
@@ -112,7 +85,7 @@ def test_detached_ps_logs_f_exec_stop_wait_start_and_rm_f(vxn: Vxn) -> None:
     vxn.until(lambda: f"found {nonce}\n" in vxn.ok("logs", "lc"))  # its disk was kept
     assert vxn.ok("rm", "-f", "lc") == "lc\n"
     assert vxn.ok("ps", "-a", "-q") == ""
-    vxn.until(lambda: vxn.qemus() == [])
+    vxn.until(lambda: qemus(vxn.dirs) == [])
 
 
 def test_stop_kills_what_ignores_term_after_t(vxn: Vxn) -> None:
@@ -131,14 +104,14 @@ def test_five_detached_then_all_stopped_leave_nothing(vxn: Vxn) -> None:
         vxn.ok("run", "-d", APP_NAME, "sh", "-c", "echo up; while :; do sleep 1; done").strip()
         for _ in range(5)
     ]
-    assert len(vxn.qemus()) == 5
+    assert len(qemus(vxn.dirs)) == 5
     for cid in ids:
         vxn.until(lambda cid=cid: vxn.ok("logs", cid) == "up\n")
     assert set(vxn.ok("ps", "-q", "--no-trunc").split()) == set(ids)
     assert vxn.ok("stop", *ids).split() == ids
     assert vxn.ok("wait", *ids).split() == ["143"] * 5
     assert vxn.ok("rm", *ids).split() == ids
-    assert vxn.qemus() == []
+    assert qemus(vxn.dirs) == []
     assert vxn.ok("ps", "-a", "-q") == ""
     assert not list((vxn.dirs.run.root / "guests").iterdir())
     records = [p.name for p in (vxn.dirs.state / "containers").iterdir()]

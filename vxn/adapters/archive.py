@@ -12,18 +12,18 @@ tarfile's and the stream's exceptions are translated here, once.
 
 from __future__ import annotations
 
-import hashlib
 import posixpath
 import re
-import subprocess
+import sys
 import tarfile
 import zlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, BinaryIO, cast
 
+from vxn.adapters.layerstream import LayerStream
 from vxn.core.digest import Digest
 from vxn.core.manifest import MAX_DOCUMENT_SIZE
-from vxn.errors import InvalidArgument, Unavailable, VxnError
+from vxn.errors import InvalidArgument, VxnError
 
 if TYPE_CHECKING:
     from vxn.adapters.content import Ingest, StagedBlob
@@ -32,7 +32,6 @@ MAX_ENTRIES = 100_000
 MAX_DOCUMENTS_TOTAL = 64 * 1024 * 1024
 MAX_LINK_DEPTH = 16
 TAR_BUFSIZE = 1024 * 1024
-CHUNK = 1024 * 1024
 
 # Top-level members that describe the archive; read into memory, not staged.
 _DOCUMENT_NAMES = frozenset({"index.json", "oci-layout", "manifest.json", "repositories"})
@@ -189,50 +188,14 @@ def sniff_compression(head: bytes) -> str:
 
 
 def diff_id(staged: StagedBlob, compression: str) -> Digest:
-    """The sha256 of a staged layer's uncompressed stream (what a config's diff_ids name)."""
+    """The sha256 of a staged layer's uncompressed stream (what a config's diff_ids name),
+    decompressed as the rootfs builder does (vxn.adapters.layerstream)."""
     if not compression:
         return staged.digest
-    h = hashlib.sha256()
-    try:
-        if compression == "gzip":
-            _gunzip_into(staged, h)
-        else:
-            _unzstd_into(staged, h)
-    except (zlib.error, EOFError) as e:
-        raise InvalidArgument(
-            f"load: layer {staged.digest}: bad {compression} data ({e})"
-        ) from None
-    return Digest(algorithm="sha256", hex=h.hexdigest())
-
-
-def _gunzip_into(staged: StagedBlob, h: hashlib._Hash) -> None:
-    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
-    with open(staged.path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            while chunk:
-                if d.eof:  # a gzip file may hold several members back to back
-                    d = zlib.decompressobj(zlib.MAX_WBITS | 16)
-                h.update(d.decompress(chunk))
-                chunk = d.unused_data if d.eof else b""
-    if not d.eof:
-        raise EOFError("compressed data ends early")
-
-
-def _unzstd_into(staged: StagedBlob, h: hashlib._Hash) -> None:
-    # Python 3.11 has no zstd module; the zstd tool is a Debian package.
-    try:
-        proc = subprocess.Popen(
-            ["zstd", "-dcq", "--", str(staged.path)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-        )
-    except FileNotFoundError:
-        raise Unavailable("load: a zstd layer needs the zstd tool; apt-get install zstd") from None
-    with proc:
-        assert proc.stdout is not None
-        while chunk := proc.stdout.read(CHUNK):
-            h.update(chunk)
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode(errors="replace").strip().replace("\n", " ")
-    if proc.returncode != 0:
-        raise InvalidArgument(f"load: layer {staged.digest}: bad zstd data ({err[:200]})")
+    # Hashing keeps no bytes, so the stream needs no size cap.
+    with staged.path.open("rb") as f, LayerStream(f, str(staged.digest), sys.maxsize) as layer:
+        try:
+            layer.drain()
+        except InvalidArgument as e:
+            raise InvalidArgument(f"load: {e}") from None
+        return layer.digest()

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import uuid
 from pathlib import Path
 
+from vxn.adapters import process
 from vxn.core.rootfs import Geometry
-from vxn.errors import Internal, Unavailable
+from vxn.errors import Unavailable
 
 MKFS = "mkfs.ext4"
 LOST_FOUND = "lost+found"  # mke2fs makes it; an image that did not ask for it should not see it
@@ -65,24 +65,14 @@ def _root_fixes(tree: Path) -> str:
 
 
 def _run(argv: list[str], out: Path, stdin: str = "") -> None:
-    try:
-        proc = subprocess.run(
-            argv,
-            input=stdin,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=TIMEOUT,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise Unavailable(f"{argv[0]} is not installed; apt-get install e2fsprogs") from None
-    except subprocess.TimeoutExpired:
-        raise Internal(f"{argv[0]} for {out.name}: no result in {TIMEOUT:.0f} s") from None
+    done = process.run_blocking(
+        argv, limit=TIMEOUT, input=stdin.encode(), subject=f"{argv[0]} for {out.name}"
+    )
+    stderr = done.stderr.decode(errors="replace")
     # debugfs exits 0 on failure; any stderr line past its banner is an error.
-    lines = [line for line in proc.stderr.splitlines() if line and not line.startswith("debugfs ")]
-    if proc.returncode != 0 or lines:
-        said = " ".join(lines) or " ".join(proc.stdout.split())
+    lines = [line for line in stderr.splitlines() if line and not line.startswith("debugfs ")]
+    if done.returncode != 0 or lines:
+        said = " ".join(lines) or " ".join(done.stdout.decode(errors="replace").split())
         raise Unavailable(
-            f"{argv[0]} for {out.name} failed (exit {proc.returncode}): {said[-400:]}"
+            f"{argv[0]} for {out.name} failed (exit {done.returncode}): {said[-400:]}"
         )

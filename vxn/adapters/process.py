@@ -2,6 +2,9 @@
 
 `run` runs a tool to completion with a deadline; `Spawned` owns a long-lived one.
 Both stop their process on cancellation: SIGTERM, a grace period, SIGKILL, reap.
+`run_blocking` is `run` for code that already runs on a worker thread (a disk build
+under its flocks): the same deadline and the same stop when it is missed or the caller
+fails.
 A guest's QEMU is the one deliberate exception: `Spawned.release()` hands it over to
 outlive vxnd (ARCHITECTURE.md, decision 5) once it is up.
 """
@@ -11,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +52,28 @@ async def run(
         said = err.decode(errors="replace").strip().splitlines()[-3:]
         raise Unavailable(f"{argv[0]} failed (exit {done.returncode}): {' '.join(said)}")
     return done
+
+
+def run_blocking(
+    argv: Sequence[str], *, limit: float, input: bytes = b"", subject: str = ""
+) -> Completed:
+    """Run `argv` to completion within `limit` seconds, whatever its exit status; for a
+    worker thread, never the event loop. `subject` (default: the tool) names the run in
+    the error when it overstays."""
+    try:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
+    except OSError as e:
+        raise _not_started(argv, e) from None
+    with proc:
+        try:
+            out, err = proc.communicate(input, timeout=limit)
+        except subprocess.TimeoutExpired:
+            raise Internal(f"{subject or argv[0]}: no result in {limit:.0f} s") from None
+        finally:
+            _stop_blocking(proc)
+    return Completed(proc.returncode, out, err)
 
 
 class Spawned:
@@ -112,10 +138,8 @@ class _Starter:
                     stderr=err,
                     start_new_session=session,
                 )
-            except FileNotFoundError:
-                raise Unavailable(f"{argv[0]}: not installed; run scripts/setup.sh") from None
             except OSError as e:
-                raise Unavailable(f"{argv[0]}: cannot start: {e.strerror or e}") from None
+                raise _not_started(argv, e) from None
         self._spawned = cls(process, argv)
         return self._spawned
 
@@ -139,3 +163,25 @@ async def stop(process: asyncio.subprocess.Process, grace: float = GRACE) -> Non
     with contextlib.suppress(ProcessLookupError):
         process.kill()
     await process.wait()
+
+
+def _stop_blocking(process: subprocess.Popen[bytes]) -> None:
+    """`stop` for a process run by `run_blocking`."""
+    if process.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        process.wait(GRACE)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    with contextlib.suppress(ProcessLookupError):
+        process.kill()
+    process.wait()
+
+
+def _not_started(argv: Sequence[str], e: OSError) -> Unavailable:
+    if isinstance(e, FileNotFoundError):
+        return Unavailable(f"{argv[0]}: not installed; run scripts/setup.sh")
+    return Unavailable(f"{argv[0]}: cannot start: {e.strerror or e}")

@@ -8,7 +8,7 @@ the middle of a restart). A restart goes running -> restarting (the old run's ex
 keeps it there) -> running. An op missing from the table is illegal in that state,
 and the error names the container, the op, the state and what to do instead.
 
-vxn.engine.containers moves a record only through `transition`.
+vxn.engine.containerstate moves a record only through `transition`.
 """
 
 from __future__ import annotations

@@ -158,13 +158,15 @@ class ConsoleParser:
     Frames of every session are parsed until the main session's exit (`exit_code`).
     """
 
-    def __init__(self, nonce: str) -> None:
+    def __init__(self, nonce: str, *, started: bool = False) -> None:
+        """`started`: resume in the frames, for an adopter whose console kept no log
+        (Xen): the start marker went by before it came."""
         self._hello = hello_line(nonce)
         self._start = start_marker(nonce)
         self._buf = bytearray()
         self._noise = bytearray()
-        self.greeted = False
-        self.started = False
+        self.greeted = started
+        self.started = started
         self.exit_code: int | None = None
 
     @property

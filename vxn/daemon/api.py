@@ -197,13 +197,13 @@ async def images_inspect(request: web.Request) -> web.Response:
 
 
 async def images_tag(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await json_body(request)
     await _ctx(request).images.tag(_field(body, "source"), _field(body, "target"))
     return web.json_response({})
 
 
 async def images_remove(request: web.Request) -> web.Response:
-    body = await _json(request)
+    body = await json_body(request)
     force = body.get("force", False)
     if not isinstance(force, bool):
         raise InvalidArgument("remove: force must be true or false")
@@ -218,7 +218,7 @@ async def images_prune(request: web.Request) -> web.Response:
 
 async def images_rootfs(request: web.Request) -> web.Response:
     """Build the image's base disk if need be; reply with its path and the time taken here."""
-    ref = _field(await _json(request), "ref")
+    ref = _field(await json_body(request), "ref")
     start = time.perf_counter()
     info = await _ctx(request).images.rootfs(ref)
     return web.json_response(info.to_json() | {"seconds": time.perf_counter() - start})
@@ -227,7 +227,7 @@ async def images_rootfs(request: web.Request) -> web.Response:
 async def images_unpack(request: web.Request) -> web.Response:
     """Flatten the image into a new directory, written by vxnd (as root) on this host,
     inside a directory the client's user owns (its uid comes from SO_PEERCRED)."""
-    body = await _json(request)
+    body = await json_body(request)
     dest = Path(_field(body, "dir"))
     if not dest.is_absolute():
         raise InvalidArgument(f"unpack: {dest} must be an absolute path")
@@ -329,7 +329,7 @@ async def _pull_options(request: web.Request) -> PullOptions:
     cert_dir = request.query.get("cert_dir")
     if cert_dir is not None and not Path(cert_dir).is_absolute():
         raise InvalidArgument(f"pull: cert dir {cert_dir} must be an absolute path")
-    auth = (await _json(request)).get("auth") if request.can_read_body else None
+    auth = (await json_body(request)).get("auth") if request.can_read_body else None
     return PullOptions(
         credentials=Credentials.from_json(auth) if auth is not None else None,
         tls_verify=None if tls is None else tls == "true",
@@ -386,7 +386,8 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
-async def _json(request: web.Request) -> dict[str, Any]:
+async def json_body(request: web.Request) -> dict[str, Any]:
+    """The request's body, which must be a JSON object."""
     try:
         body = await request.json()
     except ValueError:

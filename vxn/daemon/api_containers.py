@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from vxn.core.guestspec import RunOptions, parse_memory
-from vxn.daemon.api import CONTEXT, error_body, internal
+from vxn.daemon.api import CONTEXT, error_body, internal, json_body
 from vxn.errors import InvalidArgument, Unavailable, VxnError
 
 if TYPE_CHECKING:
@@ -62,7 +62,7 @@ def _ref(request: web.Request) -> str:
 
 
 async def create(request: web.Request) -> web.Response:
-    record = await _svc(request).create(_create_request(await _body(request)))
+    record = await _svc(request).create(_create_request(await json_body(request)))
     return web.json_response({"id": record["id"], "name": record["name"]})
 
 
@@ -106,7 +106,7 @@ async def inspect(request: web.Request) -> web.Response:
 
 
 async def resize(request: web.Request) -> web.Response:
-    body = await _body(request)
+    body = await json_body(request)
     ref, rows, cols = body.get("ref"), body.get("rows"), body.get("cols")
     if not isinstance(ref, str) or not isinstance(rows, int) or not isinstance(cols, int):
         raise InvalidArgument("resize: want {ref: str, rows: int, cols: int, exec?: int}")
@@ -276,16 +276,6 @@ def _since(text: str) -> float:
         return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise InvalidArgument(f"events: since {text!r}: want unix seconds or ISO 8601") from None
-
-
-async def _body(request: web.Request) -> dict[str, Any]:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InvalidArgument(f"{request.path}: the request body is not JSON") from None
-    if not isinstance(body, dict):
-        raise InvalidArgument(f"{request.path}: the request body must be a JSON object")
-    return body
 
 
 def _create_request(body: dict[str, Any]) -> CreateRequest:

@@ -37,6 +37,7 @@ DRAIN = 0.5  # seconds to read what a stopped guest wrote before it stopped
 HELD = 1 << 20  # bytes of frames held for a guest that has not started yet
 Line = dict[str, Any]
 ExitFn = Callable[[int, str | None], Awaitable[None]]
+StartedFn = Callable[[], Awaitable[None]]  # the start marker: the frames have begun
 
 
 class Listener:
@@ -87,6 +88,7 @@ class Supervisor:
         output: ContainerLog,
         listeners: set[Listener],
         on_exit: ExitFn,
+        on_started: StartedFn,
         boot_timeout: float,
         timeline: Timeline,
         memory_mib: int,
@@ -94,6 +96,7 @@ class Supervisor:
     ) -> None:
         self.hv, self.guest, self.console, self.parser = hv, guest, console, parser
         self.output, self.listeners, self.on_exit = output, listeners, on_exit
+        self.on_started = on_started
         self.boot_timeout, self.timeline = boot_timeout, timeline
         self.memory_mib = memory_mib  # named in a boot failure's hint
         self.consumed = consumed  # console bytes fed to the parser, for an adopter
@@ -110,7 +113,13 @@ class Supervisor:
         self._kill_timer: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
+        if self.parser.started:  # adopted past its start marker (replayed or resumed)
+            self._set_ready()
         self._task = asyncio.create_task(self._run(), name=f"supervise {self.guest}")
+
+    def _set_ready(self) -> None:
+        if not self.ready.done():
+            self.ready.set_result(None)
 
     def replay(self, log: bytes) -> None:
         """Feed what an earlier vxnd missed: `log` is the console from its start; the
@@ -252,8 +261,10 @@ class Supervisor:
         self._handle(self.parser.feed(data), self.consumed)
         if self.parser.started and not was_started:
             waiting, self._waiting = self._waiting, []
-            for frame in waiting:
+            for frame in waiting:  # before anything else can be sent
                 await self._send(frame)
+            await self.on_started()
+            self._set_ready()  # a start returns with the record saying so
 
     def _handle(self, events: list[protocol.Event], consumed: int) -> None:
         for event in events:
@@ -268,8 +279,6 @@ class Supervisor:
                 self.timeline.mark("hello")
             elif isinstance(event, protocol.Started):
                 self.timeline.mark("started")
-                if not self.ready.done():
-                    self.ready.set_result(None)
 
     def _output(self, event: protocol.Output, consumed: int) -> None:
         if event.session:

@@ -170,8 +170,8 @@ class FakeHypervisor:
             guest.stop_after_script = self.stop and not isinstance(self.script, Service)
             for chunk in self.script(spec):
                 guest.emit(chunk)
-        else:  # a reconnect: what was written meanwhile is only in the log, as on QEMU
-            while not guest.queue.empty():
+        elif self.keeps_log:  # a reconnect: what was written meanwhile is only in the
+            while not guest.queue.empty():  # log, as on QEMU (Xen's pty keeps it unread)
                 guest.queue.get_nowait()
         return _Console(self, guest)
 

@@ -149,23 +149,22 @@ class StubVxnd:
         return web.json_response({"exit": c.exit_code} if op == "stop" else {})
 
     async def attach(self, request: web.Request) -> web.StreamResponse:
-        c = self.find(request.match_info["ref"])
-        first = json.loads(await request.content.readline())
-        c.sent.append(first)
-        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-        await response.prepare(request)
-        await c.started.wait()
-        await self.session(request, response, c, c.argv)
-        await _linger(request)
-        return response
+        return await self._duplex(request, main=True)
 
     async def exec(self, request: web.Request) -> web.StreamResponse:
+        return await self._duplex(request, main=False)
+
+    async def _duplex(self, request: web.Request, *, main: bool) -> web.StreamResponse:
+        """An attach to the main session (played once the container starts) or an exec
+        of the first line's command: the reply's status goes first, as vxnd's does."""
         c = self.find(request.match_info["ref"])
         first = json.loads(await request.content.readline())
         c.sent.append(first)
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
-        await self.session(request, response, c, first["command"])
+        if main:
+            await c.started.wait()
+        await self.session(request, response, c, c.argv if main else first["command"])
         await _linger(request)
         return response
 

@@ -4,11 +4,7 @@ to the CLI, and a terminal driven through a pty (raw mode, size, resize, detach 
 from __future__ import annotations
 
 import base64
-import fcntl
-import os
-import select
 import signal
-import struct
 import subprocess
 import termios
 import time
@@ -18,6 +14,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from vxn.testing.daemon import vxn_argv
+from vxn.testing.terminal import Pty
 
 if TYPE_CHECKING:
     from conftest import Stub, StubContainer
@@ -58,50 +55,22 @@ def test_sig_proxy_false_leaves_signals_to_us(stub: Stub) -> None:
     assert stub.only().sent == [{"stdin": False, "logs": False}]
 
 
-class Pty:
-    """A pty whose slave is the CLI's stdin, stdout and stderr; we type on the master."""
-
-    def __init__(self, rows: int, cols: int) -> None:
-        self.master, self.slave = os.openpty()
-        self.resize(rows, cols)
-        self.cooked = termios.tcgetattr(self.slave)
-        self.seen = b""
-
-    def resize(self, rows: int, cols: int) -> None:
-        fcntl.ioctl(self.master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-
-    def spawn(self, stub: Stub, *args: str) -> subprocess.Popen[bytes]:
-        fd = self.slave
-        return subprocess.Popen(vxn_argv(*args), env=stub.env, stdin=fd, stdout=fd, stderr=fd)
-
-    def expect(self, text: bytes) -> None:
-        deadline = time.monotonic() + TIMEOUT
-        while text not in self.seen:
-            assert time.monotonic() < deadline, f"never saw {text!r}; saw {self.seen!r}"
-            if select.select([self.master], [], [], 0.1)[0]:
-                self.seen += os.read(self.master, 4096)
-
-    def close(self) -> None:
-        os.close(self.master)
-        os.close(self.slave)
-
-
 @pytest.fixture
 def pty() -> Iterator[Pty]:
-    p = Pty(30, 90)
+    p = Pty(30, 90, timeout=TIMEOUT)
     yield p
     p.close()
 
 
 def test_a_tty_session_is_raw_follows_resizes_and_detaches(stub: Stub, pty: Pty) -> None:
-    proc = pty.spawn(stub, "run", "-it", "img", "size")
+    proc = pty.spawn(stub.env, "run", "-it", "img", "size")
     try:
         pty.expect(b"30 90\n")  # the size went with create; raw: no \r added here
         assert not termios.tcgetattr(pty.slave)[3] & termios.ICANON
         pty.resize(40, 120)
         proc.send_signal(signal.SIGWINCH)
         pty.expect(b"40 120\n")
-        os.write(pty.master, b"x\x03y\x10z\x10\x11")  # Ctrl-C is a byte; Ctrl-P Ctrl-Q detaches
+        pty.type(b"x\x03y\x10z\x10\x11")  # Ctrl-C is a byte; Ctrl-P Ctrl-Q detaches
         assert proc.wait(TIMEOUT) == 0
     finally:
         proc.kill()
@@ -121,7 +90,7 @@ def test_a_tty_session_is_raw_follows_resizes_and_detaches(stub: Stub, pty: Pty)
 def test_a_signal_to_a_tty_session_still_restores_the_terminal(
     stub: Stub, pty: Pty, signum: int
 ) -> None:
-    proc = pty.spawn(stub, "run", "-it", "img", "size")
+    proc = pty.spawn(stub.env, "run", "-it", "img", "size")
     try:
         pty.expect(b"30 90")
         proc.send_signal(signum)
@@ -134,6 +103,6 @@ def test_a_signal_to_a_tty_session_still_restores_the_terminal(
 
 
 def test_the_exit_code_of_a_tty_session(stub: Stub, pty: Pty) -> None:
-    proc = pty.spawn(stub, "run", "-it", "img", "exit", "3")
+    proc = pty.spawn(stub.env, "run", "-it", "img", "exit", "3")
     assert proc.wait(TIMEOUT) == 3
     assert termios.tcgetattr(pty.slave) == pty.cooked

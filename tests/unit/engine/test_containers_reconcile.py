@@ -65,6 +65,26 @@ async def test_a_new_vxnd_adopts_and_recovers_what_the_old_one_missed(tmp_path: 
     await new.close()
 
 
+async def test_without_a_console_log_an_adopter_resumes_in_the_frames(tmp_path: Path) -> None:
+    hv = FakeHypervisor(Service(banner=b"up\n"), keeps_log=False)  # like Xen's pty
+    old = service(tmp_path, hv)
+    keep = await started(old, "keep")
+    ended = await started(old, "ended")
+    await asyncio.sleep(0.05)
+    await old.close()
+    hv.emit(keep[:12], protocol.frame(F.STDOUT, b"while down\n"))
+    hv.emit(ended[:12], protocol.exit_frame(42))
+
+    new = service(tmp_path, hv)
+    await new.reconcile()
+    assert await new.wait(ended) == 42  # a frame, not boot noise
+    await asyncio.sleep(0.05)
+    assert logged(new, keep) == b"up\nwhile down\n"
+    assert new.inspect("keep")["state"] == "running"
+    assert await new.stop("keep", 5) == 143
+    await new.close()
+
+
 async def test_vanished_guests_exit_and_owned_leftovers_are_destroyed(tmp_path: Path) -> None:
     hv = FakeHypervisor(Service(), keeps_log=False)  # like Xen: no console log
     old = service(tmp_path, hv)

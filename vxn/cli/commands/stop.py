@@ -1,4 +1,5 @@
-"""`vxn stop`: SIGTERM to each container's main process, SIGKILL after -t seconds."""
+"""`vxn stop`: SIGTERM to each container's main process, SIGKILL after -t seconds.
+`vxn restart` (restart.py) is the same command with another action."""
 
 from __future__ import annotations
 
@@ -12,17 +13,26 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("stop")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-@click.option("-t", "--time", "timeout", type=click.IntRange(min=0), help="Seconds (default 10).")
-@click.pass_obj
-def stop(app: App, containers: tuple[str, ...], timeout: int | None) -> int:
-    """Stop one or more running containers."""
-    client = app.client()
-    query = {"t": str(timeout)} if timeout is not None else None
+def stopping(action: str, summary: str) -> click.Command:
+    """A command that posts `action` for each container, with stop's grace time `-t`."""
 
-    def act(ref: str) -> str:
-        client.post(path(ref, "stop"), query=query)
-        return ref
+    @click.command(action, help=summary)
+    @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+    @click.option(
+        "-t", "--time", "timeout", type=click.IntRange(min=0), help="Seconds (default 10)."
+    )
+    @click.pass_obj
+    def command(app: App, containers: tuple[str, ...], timeout: int | None) -> int:
+        client = app.client()
+        query = {"t": str(timeout)} if timeout is not None else None
 
-    return each(containers, act)
+        def act(ref: str) -> str:
+            client.post(path(ref, action), query=query)
+            return ref
+
+        return each(containers, act)
+
+    return command
+
+
+stop = stopping("stop", "Stop one or more running containers.")

@@ -1,6 +1,6 @@
 """The container lifecycle with real QEMU guests (TCG), through real vxn and vxnd
 processes: run -d, ps, logs -f, exec in the guest, stop (trapped and ignored TERM),
-wait, start with the kept disk, rm -f, and nothing leaked after many. Cases share
+wait, start with the kept disk, restart, rm -f, and nothing leaked after many. Cases share
 guests: each boot takes seconds."""
 
 from __future__ import annotations
@@ -83,6 +83,10 @@ def test_detached_ps_logs_f_exec_stop_wait_start_and_rm_f(vxn: Vxn) -> None:
     assert status.startswith("Exited (42) ")
     assert vxn.ok("start", "lc") == "lc\n"
     vxn.until(lambda: f"found {nonce}\n" in vxn.ok("logs", "lc"))  # its disk was kept
+    assert vxn.ok("restart", "-t", "5", "lc") == "lc\n"
+    vxn.until(lambda: vxn.ok("logs", "lc").count("found ") == 2)  # a third run, same disk
+    assert vxn.ok("logs", "lc").count("\nbye\n") == 2  # the second run was stopped by TERM
+    assert json.loads(vxn.ok("ps", "--format", "json"))["Status"].startswith("Up ")
     assert vxn.ok("rm", "-f", "lc") == "lc\n"
     assert vxn.ok("ps", "-a", "-q") == ""
     vxn.until(lambda: qemus(vxn.dirs) == [])

@@ -21,12 +21,14 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from vxn.errors import Internal, Unavailable, VxnError, from_kind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from _typeshed import ReadableBuffer
 
     from vxn.adapters.statedir import RunDir
+
+    Query = Mapping[str, str | Sequence[str]]  # a sequence repeats its key
 
 _CHUNK = 1 << 16
 _MAX_HEAD = 1 << 16  # status line plus headers; vxnd's are a few hundred bytes
@@ -299,31 +301,27 @@ class Client:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def get(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+    def get(self, path: str, query: Query | None = None) -> Any:
         return self._call("GET", path, query, None)
 
-    def post(self, path: str, body: Any = None, query: Mapping[str, str] | None = None) -> Any:
+    def post(self, path: str, body: Any = None, query: Query | None = None) -> Any:
         return self._call("POST", path, query, body)
 
-    def delete(self, path: str, query: Mapping[str, str] | None = None) -> Any:
+    def delete(self, path: str, query: Query | None = None) -> Any:
         return self._call("DELETE", path, query, None)
 
-    def get_lines(
-        self, path: str, query: Mapping[str, str] | None = None
-    ) -> Iterator[dict[str, Any]]:
+    def get_lines(self, path: str, query: Query | None = None) -> Iterator[dict[str, Any]]:
         """GET, then yield the NDJSON reply lines as vxnd writes them (logs, events)."""
         self._send("GET", path, query)
         yield from self._lines(self._reply())
 
-    def stream(
-        self, path: str, query: Mapping[str, str], body: Any = None
-    ) -> Iterator[dict[str, Any]]:
+    def stream(self, path: str, query: Query, body: Any = None) -> Iterator[dict[str, Any]]:
         """POST a JSON body, then yield the NDJSON reply lines as they come."""
         self._send("POST", path, query, body if body is not None else {})
         yield from self._lines(self._reply())
 
     def upload(
-        self, path: str, query: Mapping[str, str], write: Callable[[BinaryIO], object]
+        self, path: str, query: Query, write: Callable[[BinaryIO], object]
     ) -> Iterator[dict[str, Any]]:
         """POST a chunked body produced by `write(file)`, then yield the NDJSON reply lines.
 
@@ -345,9 +343,7 @@ class Client:
             body.close()
         yield from self._lines(self._reply())
 
-    def duplex(
-        self, path: str, first: dict[str, Any], query: Mapping[str, str] | None = None
-    ) -> Duplex:
+    def duplex(self, path: str, first: dict[str, Any], query: Query | None = None) -> Duplex:
         """Open a full-duplex request on a connection of its own (docs/CONTAINERS.md §4).
 
         `first` is the options line. The connection has no timeout: a session may idle.
@@ -361,7 +357,7 @@ class Client:
             raise _lost(conn, self.run, e) from None
         return Duplex(conn, self.run)
 
-    def _call(self, method: str, path: str, query: Mapping[str, str] | None, body: Any) -> Any:
+    def _call(self, method: str, path: str, query: Query | None, body: Any) -> Any:
         self._send(method, path, query, body)
         response = self._reply()
         try:
@@ -376,7 +372,7 @@ class Client:
         self,
         method: str,
         path: str,
-        query: Mapping[str, str] | None,
+        query: Query | None,
         body: Any = None,
         chunked: str | None = None,
     ) -> None:
@@ -546,11 +542,12 @@ def _items(lines: _LineReader, socket_path: Path) -> Iterator[dict[str, Any]]:
 def _head(
     method: str,
     path: str,
-    query: Mapping[str, str] | None,
+    query: Query | None,
     chunked: str | None = None,
     body: bytes | None = None,
 ) -> bytes:
-    target = f"{path}?{_urlencode(query)}" if query else path
+    encoded = _urlencode(query) if query else ""
+    target = f"{path}?{encoded}" if encoded else path
     lines = [f"{method} {target} HTTP/1.1", "Host: localhost"]
     if chunked is not None:
         lines += ["Transfer-Encoding: chunked", f"Content-Type: {chunked}"]
@@ -559,9 +556,14 @@ def _head(
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
-def _urlencode(query: Mapping[str, str]) -> str:
-    """Percent-encode all but RFC 3986's unreserved bytes (urllib.parse costs ms to import)."""
-    return "&".join(f"{_quote(k)}={_quote(v)}" for k, v in query.items())
+def _urlencode(query: Query) -> str:
+    """Percent-encode all but RFC 3986's unreserved bytes (urllib.parse costs ms to import);
+    a list value repeats its key."""
+    return "&".join(
+        f"{_quote(k)}={_quote(v)}"
+        for k, values in query.items()
+        for v in ([values] if isinstance(values, str) else values)
+    )
 
 
 def _quote(text: str) -> str:

@@ -25,6 +25,10 @@ async def _echo(request: web.Request) -> web.Response:
     )
 
 
+async def _pairs(request: web.Request) -> web.Response:
+    return web.json_response([[k, v] for k, v in request.query.items()])
+
+
 async def _not_found(request: web.Request) -> web.Response:
     body = {"error": {"kind": "not_found", "message": "image nope: no such image"}}
     return web.json_response(body, status=404)
@@ -193,6 +197,7 @@ async def _close_after(request: web.Request) -> web.Response:
 def more(run: RunDir) -> Iterator[None]:
     app = web.Application()
     app.router.add_get("/echo", _echo)
+    app.router.add_get("/pairs", _pairs)
     app.router.add_route("*", "/lines", _lines)
     app.router.add_delete("/gone", _gone)
     app.router.add_get("/close", _close_after)
@@ -205,6 +210,14 @@ def test_a_query_is_percent_encoded(run: RunDir) -> None:
     query = {"ref": "reg:5000/a b&c=d+é", "x y": "~._-/"}
     with Client(run) as client:
         assert client.get("/echo", query)["query"] == query
+
+
+@pytest.mark.usefixtures("more")
+def test_a_list_in_a_query_repeats_its_key_and_an_empty_one_sends_nothing(run: RunDir) -> None:
+    with Client(run) as client:
+        got = client.get("/pairs", {"status": ["exited", "running"], "all": "1"})
+        assert got == [["status", "exited"], ["status", "running"], ["all", "1"]]
+        assert client.get("/pairs", {"status": []}) == []
 
 
 @pytest.mark.usefixtures("more")

@@ -30,12 +30,10 @@ def ps(
     app: App, show_all: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str
 ) -> None:
     """List containers, newest first."""
-    wanted = _statuses(filters)
-    query = {"all": "1"} if show_all or wanted else None
-    rows = [
-        r for r in app.client().get("/v1/containers", query) if not wanted or r["state"] in wanted
-    ]
-    rows.sort(key=lambda r: render.parse_time(r["created"]) or _EPOCH, reverse=True)
+    query: dict[str, str | list[str]] = {"status": sorted(_statuses(filters))}
+    if show_all:
+        query["all"] = "1"
+    rows = app.client().get("/v1/containers", query)  # newest first, filtered by vxnd
     now = datetime.now(UTC)
     if quiet:
         click.echo("".join(f"{_id(r, no_trunc)}\n" for r in rows), nl=False)
@@ -45,9 +43,6 @@ def ps(
         )
     else:
         click.echo("\n".join(render.table(HEADERS, [cells(r, no_trunc, now) for r in rows])))
-
-
-_EPOCH = datetime.fromtimestamp(0, UTC)
 
 
 def _statuses(filters: tuple[str, ...]) -> set[str]:

@@ -38,15 +38,17 @@ async def run(
     check: bool = True,
     cwd: Path | None = None,
     input: bytes | None = None,
+    subject: str = "",
 ) -> Completed:
     """Run `argv` to completion within `limit` seconds; a failure names the tool and
-    its stderr (unless `check` is off)."""
+    its stderr (unless `check` is off). `subject` (default: the tool) names the run
+    when it overstays."""
     async with Spawned.start(argv, cwd=cwd, capture=True) as proc:
         try:
             async with asyncio.timeout(limit):
                 out, err = await proc.process.communicate(input)
         except TimeoutError:
-            raise Internal(f"{argv[0]}: no result in {limit:.0f} s") from None
+            raise Internal(f"{subject or argv[0]}: no result in {limit:.0f} s") from None
     done = Completed(proc.process.returncode or 0, out, err)
     if check and done.returncode != 0:
         said = err.decode(errors="replace").strip().splitlines()[-3:]

@@ -99,6 +99,10 @@ class XenBackend:
         # a time anyway (under their own lock), and parallel creates only make the
         # last ones miss libxl's hotplug timeout (7 at once under TCG: all failed).
         self._creating = asyncio.Lock()
+        # One `xl destroy` per domain at a time: a supervisor ending its run and an
+        # `rm -f` both destroy, and two concurrent destroys of one domain can leave
+        # the second xl waiting on libxl for a minute.
+        self._destroying: dict[str, asyncio.Future[None]] = {}
 
     @classmethod
     async def open(
@@ -216,6 +220,16 @@ class XenBackend:
         await console.write(protocol.signal_frame(signum))
 
     async def destroy(self, name: str) -> None:
+        """Destroy the domain and its files; a caller that comes while a destroy of the
+        same guest runs joins it."""
+        running = self._destroying.get(name)
+        if running is None:
+            running = asyncio.ensure_future(self._destroy(name))
+            self._destroying[name] = running
+            running.add_done_callback(lambda _: self._destroying.pop(name, None))
+        await asyncio.shield(running)
+
+    async def _destroy(self, name: str) -> None:
         console = self._consoles.pop(name, None)
         if console is not None:
             await console.close()

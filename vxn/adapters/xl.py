@@ -69,7 +69,9 @@ class Xl:
 
     async def domain(self, name: str) -> Domain | None:
         """`xl list NAME`, or None when there is no such domain."""
-        done = await process.run([self.binary, "list", name], limit=LIMIT, check=False)
+        done = await process.run(
+            [self.binary, "list", name], limit=LIMIT, check=False, subject=f"xl list {name}"
+        )
         if done.returncode != 0:
             if _MISSING.search(done.stderr.decode(errors="replace")):
                 return None
@@ -85,7 +87,9 @@ class Xl:
         return parse_info(await self._run("info"))
 
     async def _run(self, *args: str, limit: float = LIMIT) -> str:
-        done = await process.run([self.binary, *args], limit=limit, check=False)
+        done = await process.run(
+            [self.binary, *args], limit=limit, check=False, subject=f"xl {' '.join(args)}"
+        )
         if done.returncode != 0:
             raise _failure(list(args), done)
         return done.stdout.decode(errors="replace")

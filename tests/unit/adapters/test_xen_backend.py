@@ -191,6 +191,18 @@ async def test_wait_survives_a_dropped_watch_connection(host: Host) -> None:
         assert (await waiter).state == State.SHUTDOWN
 
 
+async def test_concurrent_destroys_of_one_guest_run_one_xl_destroy(host: Host) -> None:
+    """An `rm -f` and the supervisor's end destroy the same guest at once: the second
+    joins the first (two xl destroys of one domain can hang in libxl)."""
+    await host.backend.create(host.config("vxn-a"))
+    await host.backend.unpause("vxn-a")
+    await asyncio.gather(*(host.backend.destroy("vxn-a") for _ in range(3)))
+    assert host.xen.calls.count(["destroy", "vxn-a"]) == 1
+    assert host.xen.domains == {}
+    await host.backend.destroy("vxn-a")  # and a later one finds nothing to do
+    assert host.xen.calls.count(["destroy", "vxn-a"]) == 1
+
+
 async def test_wait_on_a_destroyed_guest_says_gone(host: Host) -> None:
     await host.backend.create(host.config("vxn-a"))
     waiter = asyncio.ensure_future(host.backend.wait("vxn-a"))

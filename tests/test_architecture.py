@@ -32,7 +32,6 @@ CORE_FORBIDDEN = {
     "oras",
     "aiofiles",
     "aiohttp",
-    "click",
     "requests",
     "urllib",
     "http",

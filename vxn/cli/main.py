@@ -14,9 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
-import click
-
-from vxn import API_VERSION, __version__
+from vxn import API_VERSION, __version__, args
 from vxn.errors import VxnError
 
 if TYPE_CHECKING:
@@ -31,8 +29,8 @@ EXIT_BROKEN_PIPE = 141
 class App:
     """What every command shares: the settings, and one connection made on first use."""
 
-    def __init__(self, *, state_dir: Path | None = None, run_dir: Path | None = None) -> None:
-        self._dirs = (state_dir, run_dir)
+    def __init__(self) -> None:
+        self.dirs: tuple[Path | None, Path | None] = (None, None)  # the root options
         self._settings: Settings | None = None
         self._client: Client | None = None
 
@@ -41,7 +39,7 @@ class App:
         if self._settings is None:
             from vxn.config import load_settings
 
-            self._settings = load_settings(state_dir=self._dirs[0], run_dir=self._dirs[1])
+            self._settings = load_settings(state_dir=self.dirs[0], run_dir=self.dirs[1])
         return self._settings
 
     def client(self) -> Client:
@@ -57,19 +55,10 @@ class App:
             self._client = None
 
 
-class _LazyGroup(click.Group):
-    """Imports a command's module only to run it, so `vxn --version` imports no command."""
-
-    def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted(COMMANDS)
-
-    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in COMMANDS:
-            return None
-        command: click.Command = getattr(
-            importlib.import_module(f"vxn.cli.commands.{cmd_name}"), cmd_name
-        )
-        return command
+def _load(name: str) -> args.Command:
+    """A command's module is imported only to run it: `vxn --version` imports none."""
+    command: args.Command = getattr(importlib.import_module(f"vxn.cli.commands.{name}"), name)
+    return command
 
 
 # name -> vxn.cli.commands.<name>.<name>
@@ -97,31 +86,48 @@ COMMANDS = (
 )
 
 
-@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/vxn.")
-@click.option("--run-dir", type=click.Path(path_type=Path), help="Where vxnd's socket is.")
-@click.version_option(
-    __version__, "-v", "--version", message=f"vxn version %(version)s, API {API_VERSION}"
+def _configure(app: App, *, state_dir: Path | None, run_dir: Path | None) -> App:
+    """The root options: where the state and vxnd's socket are."""
+    app.dirs = (state_dir, run_dir)
+    return app
+
+
+cli = args.Group(
+    "vxn",
+    _configure,
+    help="Run OCI container images as Xen guests.",
+    options=[
+        args.Option(("--state-dir",), "state_dir", type=args.Path(), help="Default /var/lib/vxn."),
+        args.Option(("--run-dir",), "run_dir", type=args.Path(), help="Where vxnd's socket is."),
+    ],
+    load=_load,
+    names=COMMANDS,
+    version=f"vxn version {__version__}, API {API_VERSION}",
 )
-@click.pass_context
-def cli(ctx: click.Context, state_dir: Path | None, run_dir: Path | None) -> None:
-    """Run OCI container images as Xen guests."""
-    app = App(state_dir=state_dir, run_dir=run_dir)
-    ctx.obj = app
-    ctx.call_on_close(app.close)
+
+
+def invoke(argv: Sequence[str]) -> object:
+    """Run one command line: what the command returned (an exit code, or None)."""
+    app = App()
+    try:
+        return cli.main(app, argv)
+    except KeyboardInterrupt:
+        raise args.Abort() from None
+    finally:
+        app.close()
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
     try:
-        code = cli.main(args=argv, prog_name="vxn", standalone_mode=False)
-    except click.ClickException as e:
-        e.show()
+        code = invoke(sys.argv[1:] if argv is None else argv)
+    except args.UsageError as e:
+        sys.stderr.write(e.show())
         sys.exit(EXIT_VXN)
-    except click.exceptions.Abort:
-        click.echo("Aborted!", err=True)
+    except args.Abort:
+        args.echo("Aborted!", err=True)
         sys.exit(EXIT_INTERRUPTED)
     except VxnError as e:
-        click.echo(f"vxn: {e}", err=True)
+        args.echo(f"vxn: {e}", err=True)
         sys.exit(EXIT_VXN)
     except BrokenPipeError:
         # The reader left (`vxn images | head -1`): stop quietly, and keep the

@@ -12,9 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-import click
-
-from vxn import __version__
+from vxn import __version__, args
 from vxn.adapters.statedir import StateDir
 from vxn.config import Settings, load_settings
 from vxn.core.platform import Platform
@@ -25,13 +23,14 @@ from vxn.errors import Unavailable, VxnError
 log = logging.getLogger("vxnd")
 
 
-@click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--state-dir", type=click.Path(path_type=Path), help="Default /var/lib/vxn.")
-@click.option("--run-dir", type=click.Path(path_type=Path), help="Default /run/vxn.")
-@click.option("--log-file", type=click.Path(path_type=Path), help="Log here, not to stderr.")
-@click.option("--debug", is_flag=True, help="Log debug messages.")
-@click.version_option(__version__, "-v", "--version", message="vxnd version %(version)s")
-def cli(state_dir: Path | None, run_dir: Path | None, log_file: Path | None, debug: bool) -> None:
+@args.command("vxnd", version=f"vxnd version {__version__}")
+@args.option("--state-dir", type=args.Path(), help="Default /var/lib/vxn.")
+@args.option("--run-dir", type=args.Path(), help="Default /run/vxn.")
+@args.option("--log-file", type=args.Path(), help="Log here, not to stderr.")
+@args.option("--debug", is_flag=True, help="Log debug messages.")
+def cli(
+    _: None, *, state_dir: Path | None, run_dir: Path | None, log_file: Path | None, debug: bool
+) -> None:
     """Serve the vxn API on <run dir>/vxn.sock."""
     if log_file is not None:
         log_file.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -79,11 +78,11 @@ def _image_service(settings: Settings, platform: Platform) -> ImageAPI:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="vxnd", standalone_mode=False)
-    except click.ClickException as e:
-        e.show()
+        cli.main(None, sys.argv[1:] if argv is None else argv)
+    except args.UsageError as e:
+        sys.stderr.write(e.show())
         sys.exit(2)
-    except click.exceptions.Abort:
+    except KeyboardInterrupt:
         sys.exit(1)
     except VxnError as e:
         _fatal(str(e))

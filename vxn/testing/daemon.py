@@ -1,8 +1,8 @@
 """Test helpers for vxnd: in-process servers on a private loop, and real-process hygiene.
 
 `in_process_daemon` runs the real Daemon (lock, socket, API) with any image service
-on a thread, so blocking clients can talk to it; `cli_against` drives a click
-command (the `vxn` group, passed in: nothing imports the CLI) against one.
+on a thread, so blocking clients can talk to it; `cli_against` drives a
+command line (through the CLI's `invoke`, passed in: nothing imports the CLI) against one.
 `VxnDirs` makes short state/run dirs for real `vxn`/`vxnd` processes (a unix
 socket path must stay under 108 bytes) and, on exit, stops every vxnd serving them.
 """
@@ -17,20 +17,19 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-import click
 from aiohttp import web
-from click.testing import CliRunner, Result
 
 from vxn.adapters.statedir import RunDir
 from vxn.config import Settings
 from vxn.core.platform import Platform
 from vxn.daemon.api import Context, ImageAPI
 from vxn.daemon.server import Daemon
+from vxn.testing.clirunner import Result, invoke as invoke_cli
 
 T = TypeVar("T")
 PLATFORM = Platform(os="linux", architecture="amd64")
@@ -74,7 +73,9 @@ Invoke = Callable[..., Result]
 
 
 @contextmanager
-def cli_against(cli: click.Command, root: Path, images: ImageAPI) -> Iterator[Invoke]:
+def cli_against(
+    cli: Callable[[Sequence[str]], object], root: Path, images: ImageAPI
+) -> Iterator[Invoke]:
     """`invoke(*args, input=None)`: run the CLI (exceptions propagate) against a vxnd in root/."""
     settings = Settings(state_dir=root / "s", run_dir=root / "r")
     config = root / "vxn.toml"
@@ -83,8 +84,7 @@ def cli_against(cli: click.Command, root: Path, images: ImageAPI) -> Iterator[In
     flags = ["--state-dir", str(settings.state_dir), "--run-dir", str(settings.run_dir)]
 
     def invoke(*args: str, input: bytes | str | None = None) -> Result:
-        runner = CliRunner()
-        return runner.invoke(cli, [*flags, *args], input=input, env=env, catch_exceptions=False)
+        return invoke_cli(cli, [*flags, *args], input=input, env=env, catch_exceptions=False)
 
     with in_process_daemon(settings, images):
         yield invoke

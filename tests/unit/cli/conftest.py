@@ -23,10 +23,10 @@ from typing import Any
 
 import pytest
 from aiohttp import ClientPayloadError, web
-from click.testing import CliRunner, Result
 
 from vxn.adapters.statedir import RunDir
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
+from vxn.testing.clirunner import Result, invoke as invoke_cli
 from vxn.testing.daemon import serve_app
 
 
@@ -233,11 +233,9 @@ class Stub:
     env: dict[str, str]
 
     def __call__(self, *args: str, input: bytes | str | None = None) -> Result:
-        """The CLI in this process (CliRunner): exit codes are in `result.return_value`."""
+        """The CLI in this process: exit codes are in `result.return_value`."""
         flags = ["--run-dir", str(self.run_dir)]
-        return CliRunner().invoke(
-            cli, [*flags, *args], input=input, env=self.env, standalone_mode=False
-        )
+        return invoke_cli(vxn_cli, [*flags, *args], input=input, env=self.env)
 
     def only(self) -> StubContainer:
         (container,) = self.vxnd.containers.values()

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from vxn.cli.main import cli
+from vxn.args import Abort
+from vxn.cli.main import invoke as vxn_cli
 from vxn.errors import FailedPrecondition, NotFound
 from vxn.testing.daemon import Invoke, cli_against
 from vxn.testing.fake_images import FakeImage, FakeImageService
@@ -22,7 +23,7 @@ def fake() -> FakeImageService:
 
 @pytest.fixture
 def vxn(tmp_path: Path, fake: FakeImageService) -> Iterator[Invoke]:
-    with cli_against(cli, tmp_path, fake) as invoke:
+    with cli_against(vxn_cli, tmp_path, fake) as invoke:
         yield invoke
 
 
@@ -42,13 +43,12 @@ def test_rmi_by_id_of_a_shared_image_needs_force(vxn: Invoke) -> None:
 
 
 def test_rmi_output_and_errors(tmp_path: Path, fake: FakeImageService) -> None:
-    from click.testing import CliRunner
+    from vxn.testing.clirunner import invoke as invoke_cli
 
-    with cli_against(cli, tmp_path, fake):
-        runner = CliRunner()
+    with cli_against(vxn_cli, tmp_path, fake):
         flags = ["--run-dir", str(tmp_path / "r"), "--state-dir", str(tmp_path / "s")]
         env = {"VXN_NO_AUTOSTART": "1", "VXN_CONFIG": str(tmp_path / "vxn.toml")}
-        result = runner.invoke(cli, [*flags, "rmi", "one", "alpine:3.19", "two"], env=env)
+        result = invoke_cli(vxn_cli, [*flags, "rmi", "one", "alpine:3.19", "two"], env=env)
     assert result.stdout == f"Untagged: alpine:3.19\nDeleted: {A}\n"
     assert result.stderr == "vxn: image one: no such image; see `vxn images`\n"
     assert isinstance(result.exception, NotFound)
@@ -82,10 +82,12 @@ def test_image_inspect_reports_what_is_missing(vxn: Invoke) -> None:
 
 def test_image_prune_asks_first(vxn: Invoke, fake: FakeImageService) -> None:
     result = vxn("image", "prune", input="n\n")
-    assert result.stdout == (
-        "WARNING! This will remove all dangling images.\n"
-        "Are you sure you want to continue? [y/N]: n\n"
+    assert result.stdout == (  # stdin is a pipe here: the answer is not echoed
+        "WARNING! This will remove all dangling images.\nAre you sure you want to continue? [y/N]: "
     )
+    assert len(fake.images) == 2
+    with pytest.raises(Abort):  # EOF: no answer (main() prints Aborted!, exit 130)
+        vxn("image", "prune", input="")
     assert len(fake.images) == 2
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
 from vxn.testing.daemon import Invoke, cli_against
 from vxn.testing.fake_images import FakeImage, FakeImageService
 
@@ -26,7 +26,7 @@ def vxn(tmp_path: Path) -> Iterator[Invoke]:
     ]
     images[0].names = alpine
     images[1].names = ["localhost:5000/app:v1"]
-    with cli_against(cli, tmp_path, FakeImageService(images)) as invoke:
+    with cli_against(vxn_cli, tmp_path, FakeImageService(images)) as invoke:
         yield invoke
 
 
@@ -83,5 +83,5 @@ def test_images_format_json_is_one_docker_object_per_line(vxn: Invoke) -> None:
 
 def test_images_rejects_an_unknown_format(vxn: Invoke) -> None:
     result = vxn("images", "--format", "{{.ID}}")
-    assert result.exit_code == 2  # click's usage error; main() turns it into 125
+    assert result.exit_code == 2  # a usage error; main() turns it into 125
     assert "'{{.ID}}' is not one of 'table', 'json'" in result.stderr

@@ -10,10 +10,10 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from click.testing import CliRunner, Result
 from data.guestimages import APP_NAME, app_image
 
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
+from vxn.testing.clirunner import Result, invoke as invoke_cli
 from vxn.testing.daemon import VxnDirs, vxn_argv
 
 TIMEOUT = 60
@@ -25,7 +25,7 @@ class Vxn:
 
     def __call__(self, *args: str, input: bytes | None = None) -> Result:
         """In this process; the exit code a shell would see is in `.code`."""
-        result = CliRunner().invoke(cli, args, input=input, env=self.env, standalone_mode=False)
+        result = invoke_cli(vxn_cli, args, input=input, env=self.env)
         result.code = result.return_value if result.exception is None else 125  # type: ignore[attr-defined]
         return result
 

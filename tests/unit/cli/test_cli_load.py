@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
 from vxn.core.platform import Platform
 from vxn.errors import InvalidArgument
 from vxn.testing.daemon import Invoke, cli_against
@@ -18,7 +18,7 @@ def fake() -> FakeImageService:
 
 @pytest.fixture
 def vxn(tmp_path: Path, fake: FakeImageService) -> Iterator[Invoke]:
-    with cli_against(cli, tmp_path, fake) as invoke:
+    with cli_against(vxn_cli, tmp_path, fake) as invoke:
         yield invoke
 
 

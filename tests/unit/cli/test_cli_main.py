@@ -7,7 +7,7 @@ from aiohttp import web
 
 from vxn.adapters.statedir import RunDir
 from vxn.cli import oci_runtime
-from vxn.cli.main import cli, main
+from vxn.cli.main import invoke as vxn_cli, main
 from vxn.testing.daemon import cli_against, serve_app
 from vxn.testing.fake_images import FakeImageService
 
@@ -62,7 +62,7 @@ def test_no_daemon_and_no_autostart_is_one_line_naming_the_socket_and_fix(
 def test_a_daemon_error_is_printed_as_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    with cli_against(cli, tmp_path, FakeImageService()):
+    with cli_against(vxn_cli, tmp_path, FakeImageService()):
         code = _exit_code("--run-dir", str(tmp_path / "r"), "rmi", "nope")
     assert code == 125
     assert capsys.readouterr().err == "vxn: image nope: no such image; see `vxn images`\n"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
 from vxn.cli.progress import Display, line
 from vxn.core.credentials import Credentials
 from vxn.core.platform import Platform
@@ -35,7 +35,7 @@ def vxn(
     monkeypatch.setenv("HOME", str(tmp_path / "home"))  # no real ~/.docker in the tests
     for var in ("DOCKER_CONFIG", "REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR"):
         monkeypatch.delenv(var, raising=False)
-    with cli_against(cli, tmp_path, fake) as invoke:
+    with cli_against(vxn_cli, tmp_path, fake) as invoke:
         yield invoke
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from vxn.adapters.statedir import RunDir
 from vxn.cli.client import Client
-from vxn.cli.main import cli
+from vxn.cli.main import invoke as vxn_cli
 from vxn.errors import InvalidArgument, NotFound
 from vxn.testing.daemon import Invoke, cli_against
 from vxn.testing.fake_images import FakeImage, FakeImageService
@@ -27,7 +27,7 @@ def fake() -> FakeImageService:
 
 @pytest.fixture
 def vxn(tmp_path: Path, fake: FakeImageService) -> Iterator[Invoke]:
-    with cli_against(cli, tmp_path, fake) as invoke:
+    with cli_against(vxn_cli, tmp_path, fake) as invoke:
         yield invoke
 
 
@@ -54,7 +54,7 @@ def test_errors_come_back_as_one_line(vxn: Invoke) -> None:
 
 def test_the_api_refuses_a_relative_dir(tmp_path: Path, fake: FakeImageService) -> None:
     with (
-        cli_against(cli, tmp_path, fake),
+        cli_against(vxn_cli, tmp_path, fake),
         Client(RunDir(tmp_path / "r")) as client,
         pytest.raises(InvalidArgument, match="must be an absolute path"),
     ):

@@ -8,8 +8,7 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.errors import InvalidArgument, Unavailable, VxnError
 
 if TYPE_CHECKING:
@@ -36,11 +35,11 @@ def each(refs: Iterable[str], act: Callable[[str], str | None]) -> int:
         except Unavailable:
             raise
         except VxnError as e:
-            click.echo(f"vxn: {e}", err=True)
+            args.echo(f"vxn: {e}", err=True)
             failed = True
             continue
         if shown is not None:
-            click.echo(shown)
+            args.echo(shown)
     return 1 if failed else 0
 
 

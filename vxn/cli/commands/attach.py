@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli import terminal
 from vxn.cli.commands._containers import path, session_options
 from vxn.errors import InvalidArgument
@@ -17,19 +16,18 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("attach")
-@click.argument("container")
-@click.option(
+@args.command("attach")
+@args.argument("container")
+@args.option(
     "--detach-keys", default=terminal.DEFAULT_DETACH_KEYS, help="Keys that detach (ctrl-p,ctrl-q)."
 )
-@click.option("--no-stdin", is_flag=True, help="Do not send stdin.")
-@click.option(
+@args.option("--no-stdin", is_flag=True, help="Do not send stdin.")
+@args.option(
     "--sig-proxy",
-    type=click.BOOL,
+    is_flag=True,
     default=True,
     help="Forward signals (default true; not with a tty).",
 )
-@click.pass_obj
 def attach(app: App, container: str, detach_keys: str, no_stdin: bool, sig_proxy: bool) -> int:
     """Attach this terminal to a running container."""
     keys = terminal.parse_detach_keys(detach_keys)

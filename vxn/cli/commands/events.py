@@ -4,22 +4,20 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli import render
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("events")
-@click.option("--since", help="Replay events from this time (RFC 3339) on.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+@args.command("events")
+@args.option("--since", help="Replay events from this time (RFC 3339) on.")
+@args.option(
+    "--format", "fmt", type=args.Choice(["text", "json"]), default="text", help="Output format."
 )
-@click.pass_obj
 def events(app: App, since: str | None, fmt: str) -> None:
     """Print events until interrupted: one line each, text like docker's or JSON."""
     query = {"since": since} if since else {}
     for event in app.client().get_lines("/v1/events", query):
-        click.echo(render.go_json(event) if fmt == "json" else render.event_line(event))
+        args.echo(render.go_json(event) if fmt == "json" else render.event_line(event))

@@ -7,11 +7,9 @@ once and nothing waits for the command, so the container's state is checked firs
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import terminal
 from vxn.cli.commands._containers import path
 from vxn.cli.commands.run import _env
@@ -21,23 +19,22 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command(
+@args.command(
     "exec",
-    context_settings={"allow_interspersed_args": False},
+    interspersed=False,
 )
-@click.argument("container")
-@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-@click.option("-d", "--detach", is_flag=True, help="Leave it running in the background.")
-@click.option("-i", "--interactive", is_flag=True, help="Send stdin.")
-@click.option("-t", "--tty", is_flag=True, help="Give the command a terminal.")
-@click.option("-e", "--env", multiple=True, help="Set K=V, or pass K from this env.")
-@click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read env.")
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="NAME|UID[:GROUP|GID].")
-@click.option(
+@args.argument("container")
+@args.argument("command", nargs=-1, required=True, type=args.UNPROCESSED)
+@args.option("-d", "--detach", is_flag=True, help="Leave it running in the background.")
+@args.option("-i", "--interactive", is_flag=True, help="Send stdin.")
+@args.option("-t", "--tty", is_flag=True, help="Give the command a terminal.")
+@args.option("-e", "--env", multiple=True, help="Set K=V, or pass K from this env.")
+@args.option("--env-file", multiple=True, type=args.Path(), help="Read env.")
+@args.option("-w", "--workdir", help="Working directory inside the container.")
+@args.option("-u", "--user", help="NAME|UID[:GROUP|GID].")
+@args.option(
     "--detach-keys", default=terminal.DEFAULT_DETACH_KEYS, help="Keys that detach (ctrl-p,ctrl-q)."
 )
-@click.pass_obj
 def exec(app: App, /, container: str, command: tuple[str, ...], **flags: Any) -> int:
     """Run COMMAND in a running container; exit with its code."""
     keys = terminal.parse_detach_keys(flags["detach_keys"])

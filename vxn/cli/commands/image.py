@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import render
 from vxn.cli.commands.images import images
 from vxn.cli.commands.load import load
@@ -21,7 +20,7 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.group("image")
+@args.group("image")
 def image() -> None:
     """Manage images."""
 
@@ -35,8 +34,7 @@ image.add_command(rootfs, "rootfs")
 
 
 @image.command("inspect")
-@click.argument("refs", metavar="IMAGE...", nargs=-1, required=True)
-@click.pass_obj
+@args.argument("refs", metavar="IMAGE...", nargs=-1, required=True)
 def inspect(app: App, refs: tuple[str, ...]) -> None:
     """Show images as JSON; what is missing is reported after, like docker."""
     client = app.client()
@@ -47,25 +45,24 @@ def inspect(app: App, refs: tuple[str, ...]) -> None:
             found.append(client.get("/v1/images/inspect", {"ref": ref}))
         except NotFound as e:
             missing.append(e)
-    click.echo(render.go_escape(json.dumps(found, indent=4)))
+    args.echo(render.go_escape(json.dumps(found, indent=4)))
     for error in missing[:-1]:
-        click.echo(f"vxn: {error}", err=True)
+        args.echo(f"vxn: {error}", err=True)
     if missing:
         raise missing[-1]
 
 
 @image.command("prune")
-@click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.pass_obj
+@args.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
 def prune(app: App, force: bool) -> None:
     """Remove dangling images and the blobs nothing uses."""
     warning = "WARNING! This will remove all dangling images.\nAre you sure you want to continue?"
-    if not force and not click.confirm(warning, default=False):
+    if not force and not args.confirm(warning, default=False):
         return
     report = app.client().post("/v1/images/prune")
     if report["deleted"]:
-        click.echo("Deleted blobs:")
+        args.echo("Deleted blobs:")
         for digest in report["deleted"]:
-            click.echo(f"deleted: {digest}")
-        click.echo()
-    click.echo(f"Total reclaimed space: {render.human_size(report['reclaimed'], 4)}")
+            args.echo(f"deleted: {digest}")
+        args.echo()
+    args.echo(f"Total reclaimed space: {render.human_size(report['reclaimed'], 4)}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import render
 
 if TYPE_CHECKING:
@@ -15,14 +14,13 @@ if TYPE_CHECKING:
 HEADERS = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
 
 
-@click.command("images")
-@click.argument("repository", required=False)
-@click.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
-@click.option("--no-trunc", is_flag=True, help="Show full image IDs.")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="Output format."
+@args.command("images")
+@args.argument("repository", required=False)
+@args.option("-q", "--quiet", is_flag=True, help="Only show image IDs.")
+@args.option("--no-trunc", is_flag=True, help="Show full image IDs.")
+@args.option(
+    "--format", "fmt", type=args.Choice(["table", "json"]), default="table", help="Output format."
 )
-@click.pass_obj
 def images(app: App, repository: str | None, quiet: bool, no_trunc: bool, fmt: str) -> None:
     """List images, newest first; REPOSITORY[:TAG] filters."""
     rows = [r for r in app.client().get("/v1/images") if _matches(r, repository)]
@@ -32,13 +30,13 @@ def images(app: App, repository: str | None, quiet: bool, no_trunc: bool, fmt: s
     now = datetime.now(UTC)
     if quiet:
         for image_id in dict.fromkeys(ids):
-            click.echo(image_id)
+            args.echo(image_id)
     elif fmt == "json":
         for row, image_id in zip(rows, ids, strict=True):
-            click.echo(render.go_json(_json_row(row, image_id, now)))
+            args.echo(render.go_json(_json_row(row, image_id, now)))
     else:
         cells = [_cells(row, image_id, now) for row, image_id in zip(rows, ids, strict=True)]
-        click.echo("\n".join(render.table(HEADERS, cells)))
+        args.echo("\n".join(render.table(HEADERS, cells)))
 
 
 _EPOCH = datetime.fromtimestamp(0, UTC)

@@ -5,28 +5,25 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import click
-
-from vxn import API_VERSION, __version__
+from vxn import API_VERSION, __version__, args
 from vxn.cli import render
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("info")
-@click.option(
-    "--format", "fmt", type=click.Choice(["text", "json"]), default="text", help="Output format."
+@args.command("info")
+@args.option(
+    "--format", "fmt", type=args.Choice(["text", "json"]), default="text", help="Output format."
 )
-@click.pass_obj
 def info(app: App, fmt: str) -> None:
     """Show how vxn and vxnd are set up."""
     server = app.client().get("/v1/info")
     client = {"version": __version__, "api": API_VERSION}
     if fmt == "json":
-        click.echo(json.dumps({"client": client, "server": server}, indent=4))
+        args.echo(json.dumps({"client": client, "server": server}, indent=4))
         return
-    click.echo("\n".join(_text(client, server)))
+    args.echo("\n".join(_text(client, server)))
 
 
 def _text(client: dict[str, Any], server: dict[str, Any]) -> list[str]:

@@ -9,8 +9,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import render
 from vxn.cli.commands._containers import path
 from vxn.errors import NotFound
@@ -20,12 +19,9 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("inspect")
-@click.argument("names", metavar="CONTAINER|IMAGE...", nargs=-1, required=True)
-@click.option(
-    "--type", "kind", type=click.Choice(["container", "image"]), help="Look only at this."
-)
-@click.pass_obj
+@args.command("inspect")
+@args.argument("names", metavar="CONTAINER|IMAGE...", nargs=-1, required=True)
+@args.option("--type", "kind", type=args.Choice(["container", "image"]), help="Look only at this.")
 def inspect(app: App, names: tuple[str, ...], kind: str | None) -> int:
     """Show containers and images as JSON."""
     client = app.client()
@@ -37,9 +33,9 @@ def inspect(app: App, names: tuple[str, ...], kind: str | None) -> int:
             missing.append(name)
         else:
             found.append(document)
-    click.echo(render.go_escape(json.dumps(found, indent=4)))
+    args.echo(render.go_escape(json.dumps(found, indent=4)))
     for name in missing:
-        click.echo(f"vxn: no such {kind or 'object'}: {name}", err=True)
+        args.echo(f"vxn: no such {kind or 'object'}: {name}", err=True)
     return 1 if missing else 0
 
 

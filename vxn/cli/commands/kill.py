@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli.commands._containers import each, parse_signal, path
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("kill")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-@click.option("-s", "--signal", "sig", default="KILL", help="Name or number (default KILL).")
-@click.pass_obj
+@args.command("kill")
+@args.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@args.option("-s", "--signal", "sig", default="KILL", help="Name or number (default KILL).")
 def kill(app: App, containers: tuple[str, ...], sig: str) -> int:
     """Kill one or more running containers."""
     query = {"signal": str(parse_signal(sig))}  # a bad name fails here, before vxnd is asked

@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-import click
-
+from vxn import args
 from vxn.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -20,15 +19,14 @@ if TYPE_CHECKING:
 
     from vxn.cli.main import App
 
-_PATH = click.Path(exists=True, path_type=Path)
+_PATH = args.Path(exists=True)
 
 
-@click.command("load")
-@click.argument("path", required=False, type=_PATH)
-@click.option("-i", "--input", "input_", type=_PATH, help="Archive or OCI layout (not stdin).")
-@click.option("--name", help="Name the image REF (for an archive that names none).")
-@click.option("--platform", help="Load only this platform: os/arch[/variant].")
-@click.pass_obj
+@args.command("load")
+@args.argument("path", required=False, type=_PATH)
+@args.option("-i", "--input", "input_", type=_PATH, help="Archive or OCI layout (not stdin).")
+@args.option("--name", help="Name the image REF (for an archive that names none).")
+@args.option("--platform", help="Load only this platform: os/arch[/variant].")
 def load(
     app: App, path: Path | None, input_: Path | None, name: str | None, platform: str | None
 ) -> None:
@@ -60,9 +58,9 @@ def load(
 
     for line in app.client().upload("/v1/images/load", query, write):
         if line.get("loaded"):
-            click.echo(f"Loaded image: {line['loaded']}")
+            args.echo(f"Loaded image: {line['loaded']}")
         elif line.get("loaded_id"):
-            click.echo(f"Loaded image ID: {line['loaded_id']}")
+            args.echo(f"Loaded image ID: {line['loaded_id']}")
 
 
 def _write_tar(root: Path, out: BinaryIO) -> None:

@@ -9,8 +9,7 @@ import base64
 import sys
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli import render
 from vxn.cli.commands._containers import path
 
@@ -18,16 +17,15 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("logs")
-@click.argument("container")
-@click.option("-f", "--follow", is_flag=True, help="Follow the output as it comes.")
-@click.option("-n", "--tail", default="all", help="Lines from the end (default all).")
-@click.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time.")
-@click.pass_obj
+@args.command("logs")
+@args.argument("container")
+@args.option("-f", "--follow", is_flag=True, help="Follow the output as it comes.")
+@args.option("-n", "--tail", default="all", help="Lines from the end (default all).")
+@args.option("-t", "--timestamps", is_flag=True, help="Prefix each line with its time.")
 def logs(app: App, container: str, follow: bool, tail: str, timestamps: bool) -> None:
     """Show a container's output."""
     if tail != "all" and not tail.isdigit():
-        raise click.BadParameter(f"{tail!r}: want a number of lines or all", param_hint="--tail")
+        raise args.BadParameter(f"{tail!r}: want a number of lines or all", param_hint="--tail")
     query = {"follow": "1" if follow else "0", "timestamps": "1" if timestamps else "0"}
     if tail != "all":
         query["tail"] = tail

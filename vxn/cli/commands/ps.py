@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import render
 from vxn.errors import InvalidArgument
 
@@ -17,15 +16,14 @@ HEADERS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES")
 STATES = ("created", "restarting", "running", "removing", "paused", "exited", "dead")
 
 
-@click.command("ps")
-@click.option("-a", "--all", "show_all", is_flag=True, help="Show all, not only running ones.")
-@click.option("-q", "--quiet", is_flag=True, help="Only show container IDs.")
-@click.option("--no-trunc", is_flag=True, help="Show full IDs and commands.")
-@click.option("-f", "--filter", "filters", multiple=True, help="status=STATE (repeatable).")
-@click.option(
-    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", help="Output format."
+@args.command("ps")
+@args.option("-a", "--all", "show_all", is_flag=True, help="Show all, not only running ones.")
+@args.option("-q", "--quiet", is_flag=True, help="Only show container IDs.")
+@args.option("--no-trunc", is_flag=True, help="Show full IDs and commands.")
+@args.option("-f", "--filter", "filters", multiple=True, help="status=STATE (repeatable).")
+@args.option(
+    "--format", "fmt", type=args.Choice(["table", "json"]), default="table", help="Output format."
 )
-@click.pass_obj
 def ps(
     app: App, show_all: bool, quiet: bool, no_trunc: bool, filters: tuple[str, ...], fmt: str
 ) -> None:
@@ -36,13 +34,13 @@ def ps(
     rows = app.client().get("/v1/containers", query)  # newest first, filtered by vxnd
     now = datetime.now(UTC)
     if quiet:
-        click.echo("".join(f"{_id(r, no_trunc)}\n" for r in rows), nl=False)
+        args.echo("".join(f"{_id(r, no_trunc)}\n" for r in rows), nl=False)
     elif fmt == "json":
-        click.echo(
+        args.echo(
             "".join(f"{render.go_json(json_row(r, no_trunc, now))}\n" for r in rows), nl=False
         )
     else:
-        click.echo("\n".join(render.table(HEADERS, [cells(r, no_trunc, now) for r in rows])))
+        args.echo("\n".join(render.table(HEADERS, [cells(r, no_trunc, now) for r in rows])))
 
 
 def _statuses(filters: tuple[str, ...]) -> set[str]:

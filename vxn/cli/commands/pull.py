@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.errors import Unavailable
 
 if TYPE_CHECKING:
@@ -20,25 +19,26 @@ if TYPE_CHECKING:
     from vxn.cli.progress import Display
 
 
-@click.command("pull")
-@click.argument("image")
-@click.option("--platform", help="Pull this platform of a multi-arch image: os/arch[/variant].")
-@click.option("--authfile", type=click.Path(dir_okay=False, path_type=Path), help="Auth file.")
-@click.option(
+@args.command("pull")
+@args.argument("image")
+@args.option("--platform", help="Pull this platform of a multi-arch image: os/arch[/variant].")
+@args.option(
+    "--authfile",
+    type=args.Path(dir_okay=False),
+    help="Auth file.",
+)
+@args.option(
     "--tls-verify",
-    type=click.BOOL,
+    is_flag=True,
     default=None,
-    is_flag=False,
-    flag_value=True,
     help="false: allow plain HTTP and unverified HTTPS (default: as vxn.toml says).",
 )
-@click.option(
+@args.option(
     "--cert-dir",
-    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    type=args.Path(exists=True, file_okay=False),
     help="CAs (*.crt) and client certificates (*.cert, *.key) for the registry.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="Print only the image's full name.")
-@click.pass_obj
+@args.option("-q", "--quiet", is_flag=True, help="Print only the image's full name.")
 def pull(
     app: App,
     image: str,
@@ -58,7 +58,7 @@ def pull(
     credentials = find_credentials(ref.domain, authfile=authfile)
     body = {"auth": credentials.to_json()} if credentials is not None else {}
     if not quiet and "@" not in image and ":" not in image.rsplit("/", 1)[-1]:
-        click.echo("Using default tag: latest")
+        args.echo("Using default tag: latest")
     display = _display() if tty else None
     result: dict[str, Any] = {}
     for line in app.client().stream("/v1/images/pull", query, body):
@@ -74,9 +74,9 @@ def pull(
     name = str(result["reference"])
     if not quiet:
         status = "Image is up to date" if result.get("up_to_date") else "Downloaded newer image"
-        click.echo(f"Digest: {result.get('digest')}")
-        click.echo(f"Status: {status} for {Reference.parse(name).familiar}")
-    click.echo(name)
+        args.echo(f"Digest: {result.get('digest')}")
+        args.echo(f"Status: {status} for {Reference.parse(name).familiar}")
+    args.echo(name)
 
 
 def _display() -> Display:

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli.commands._containers import each, path
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("rm")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
-@click.pass_obj
+@args.command("rm")
+@args.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@args.option("-f", "--force", is_flag=True, help="Kill and remove a running container.")
 def rm(app: App, containers: tuple[str, ...], force: bool) -> int:
     """Remove one or more containers."""
     client = app.client()

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.errors import Unavailable, VxnError
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("rmi")
-@click.argument("images", nargs=-1, required=True)
-@click.option("-f", "--force", is_flag=True, help="Remove an image that several names point at.")
-@click.pass_obj
+@args.command("rmi")
+@args.argument("images", nargs=-1, required=True)
+@args.option("-f", "--force", is_flag=True, help="Remove an image that several names point at.")
 def rmi(app: App, images: tuple[str, ...], force: bool) -> None:
     """Remove one or more images."""
     client = app.client()
@@ -29,8 +27,8 @@ def rmi(app: App, images: tuple[str, ...], force: bool) -> None:
             failures.append(e)  # like docker: go on, report at the end
             continue
         for line in reply["lines"]:
-            click.echo(line)
+            args.echo(line)
     for failure in failures[:-1]:
-        click.echo(f"vxn: {failure}", err=True)
+        args.echo(f"vxn: {failure}", err=True)
     if failures:
         raise failures[-1]

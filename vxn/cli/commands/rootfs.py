@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
+from vxn import args
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("rootfs")
-@click.argument("ref", metavar="IMAGE")
-@click.pass_obj
+@args.command("rootfs")
+@args.argument("ref", metavar="IMAGE")
 def rootfs(app: App, ref: str) -> None:
     """Build IMAGE's base disk (once per image) and print its path."""
-    click.echo(app.client().post("/v1/images/rootfs", {"ref": ref})["path"])
+    args.echo(app.client().post("/v1/images/rootfs", {"ref": ref})["path"])

@@ -13,8 +13,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import click
-
+from vxn import args
 from vxn.cli import terminal
 from vxn.cli.commands._containers import path
 from vxn.errors import InvalidArgument, NotFound, Unavailable
@@ -26,47 +25,46 @@ if TYPE_CHECKING:
 UNSUPPORTED = {"publish": "-p/--publish", "volume": "-v/--volume", "restart": "--restart"}
 
 
-@click.command(
+@args.command(
     "run",
-    context_settings={"allow_interspersed_args": False, "help_option_names": ["--help"]},
+    interspersed=False,
 )
-@click.argument("image")
-@click.argument("command", nargs=-1, type=click.UNPROCESSED)
-@click.option("-d", "--detach", is_flag=True, help="Run in the background; print the id.")
-@click.option("-i", "--interactive", is_flag=True, help="Keep stdin open and send it.")
-@click.option("-t", "--tty", is_flag=True, help="Give the container a terminal.")
-@click.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
-@click.option("--name", help="Name the container.")
-@click.option("-e", "--env", multiple=True, help="Set K=V, or pass K from this env.")
-@click.option("--env-file", multiple=True, type=click.Path(path_type=Path), help="Read env.")
-@click.option("-w", "--workdir", help="Working directory inside the container.")
-@click.option("-u", "--user", help="NAME|UID[:GROUP|GID].")
-@click.option("-h", "--hostname", help="The container's hostname.")
-@click.option("--entrypoint", help="Replace the image's entrypoint (and drop its Cmd).")
-@click.option("--read-only", is_flag=True, help="No writable disk: the root is read-only.")
-@click.option("-m", "--memory", help="Guest memory, e.g. 256m (default 256m).")
-@click.option("--cpus", type=click.IntRange(min=1), help="Guest vcpus (default 1).")
-@click.option("--backend", type=click.Choice(["auto", "qemu", "xen"]), help="Hypervisor.")
-@click.option("--network", default="none", help="Only none for now.")
-@click.option(
+@args.argument("image")
+@args.argument("command", nargs=-1, type=args.UNPROCESSED)
+@args.option("-d", "--detach", is_flag=True, help="Run in the background; print the id.")
+@args.option("-i", "--interactive", is_flag=True, help="Keep stdin open and send it.")
+@args.option("-t", "--tty", is_flag=True, help="Give the container a terminal.")
+@args.option("--rm", "remove", is_flag=True, help="Remove the container when it exits.")
+@args.option("--name", help="Name the container.")
+@args.option("-e", "--env", multiple=True, help="Set K=V, or pass K from this env.")
+@args.option("--env-file", multiple=True, type=args.Path(), help="Read env.")
+@args.option("-w", "--workdir", help="Working directory inside the container.")
+@args.option("-u", "--user", help="NAME|UID[:GROUP|GID].")
+@args.option("-h", "--hostname", help="The container's hostname.")
+@args.option("--entrypoint", help="Replace the image's entrypoint (and drop its Cmd).")
+@args.option("--read-only", is_flag=True, help="No writable disk: the root is read-only.")
+@args.option("-m", "--memory", help="Guest memory, e.g. 256m (default 256m).")
+@args.option("--cpus", type=args.IntRange(min=1), help="Guest vcpus (default 1).")
+@args.option("--backend", type=args.Choice(["auto", "qemu", "xen"]), help="Hypervisor.")
+@args.option("--network", default="none", help="Only none for now.")
+@args.option(
     "--pull",
-    type=click.Choice(["always", "missing", "never"]),
+    type=args.Choice(["always", "missing", "never"]),
     default="missing",
     help="Pull the image first: always, when missing (default), never.",
 )
-@click.option(
+@args.option(
     "--sig-proxy",
-    type=click.BOOL,
+    is_flag=True,
     default=True,
     help="Forward the signals vxn gets to the container (default true; not with -t).",
 )
-@click.option(
+@args.option(
     "--detach-keys", default=terminal.DEFAULT_DETACH_KEYS, help="Keys that detach (ctrl-p,ctrl-q)."
 )
-@click.option("-p", "--publish", multiple=True, hidden=True)
-@click.option("-v", "--volume", multiple=True, hidden=True)
-@click.option("--restart", hidden=True)
-@click.pass_obj
+@args.option("-p", "--publish", multiple=True, hidden=True)
+@args.option("-v", "--volume", multiple=True, hidden=True)
+@args.option("--restart", hidden=True)
 def run(app: App, /, image: str, command: tuple[str, ...], **flags: Any) -> int:
     """Run COMMAND (or the image's default) in a new guest; exit with its code."""
     _refuse_unsupported(flags)
@@ -80,7 +78,7 @@ def run(app: App, /, image: str, command: tuple[str, ...], **flags: Any) -> int:
     cid = client.post("/v1/containers/create", _create_body(image, command, flags))["id"]
     if flags["detach"]:
         client.post(path(cid, "start"))
-        click.echo(cid)
+        args.echo(cid)
         return 0
     wiring = terminal.Wiring(
         stdin=attach_stdin,
@@ -116,7 +114,7 @@ def _missing(client: Client, image: str) -> bool:
     try:
         client.get("/v1/images/inspect", {"ref": image})
     except NotFound:
-        click.echo(f"Unable to find image '{image}' locally", err=True)
+        args.echo(f"Unable to find image '{image}' locally", err=True)
         return True
     return False
 
@@ -144,8 +142,8 @@ def _pull(client: Client, image: str) -> None:
             f"see {client.run.log}"
         )
     status = "Image is up to date" if result.get("up_to_date") else "Downloaded newer image"
-    click.echo(f"Digest: {result.get('digest')}", err=True)
-    click.echo(
+    args.echo(f"Digest: {result.get('digest')}", err=True)
+    args.echo(
         f"Status: {status} for {Reference.parse(str(result['reference'])).familiar}", err=True
     )
 

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli import terminal
 from vxn.cli.commands._containers import each, path, session_options
 from vxn.errors import InvalidArgument
@@ -17,14 +16,13 @@ if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("start")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-@click.option("-a", "--attach", is_flag=True, help="Attach its output; exit with its code.")
-@click.option("-i", "--interactive", is_flag=True, help="Attach its stdin too.")
-@click.option(
+@args.command("start")
+@args.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+@args.option("-a", "--attach", is_flag=True, help="Attach its output; exit with its code.")
+@args.option("-i", "--interactive", is_flag=True, help="Attach its stdin too.")
+@args.option(
     "--detach-keys", default=terminal.DEFAULT_DETACH_KEYS, help="Keys that detach (ctrl-p,ctrl-q)."
 )
-@click.pass_obj
 def start(
     app: App, containers: tuple[str, ...], attach: bool, interactive: bool, detach_keys: str
 ) -> int:

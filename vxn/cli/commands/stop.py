@@ -5,23 +5,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli.commands._containers import each, path
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-def stopping(action: str, summary: str) -> click.Command:
+def stopping(action: str, summary: str) -> args.Command:
     """A command that posts `action` for each container, with stop's grace time `-t`."""
 
-    @click.command(action, help=summary)
-    @click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-    @click.option(
-        "-t", "--time", "timeout", type=click.IntRange(min=0), help="Seconds (default 10)."
-    )
-    @click.pass_obj
+    @args.command(action, help=summary)
+    @args.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
+    @args.option("-t", "--time", "timeout", type=args.IntRange(min=0), help="Seconds (default 10).")
     def command(app: App, containers: tuple[str, ...], timeout: int | None) -> int:
         client = app.client()
         query = {"t": str(timeout)} if timeout is not None else None

@@ -10,20 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import click
+from vxn import args
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("unpack")
-@click.argument("ref", metavar="IMAGE")
-@click.argument("dest", metavar="DIR", type=click.Path(path_type=Path))
-@click.pass_obj
+@args.command("unpack")
+@args.argument("ref", metavar="IMAGE")
+@args.argument("dest", metavar="DIR", type=args.Path())
 def unpack(app: App, ref: str, dest: Path) -> None:
     """Flatten IMAGE's layers into the new directory DIR and print its path.
 
     vxnd writes DIR as root, keeping the image's owners and modes; DIR must not exist.
     """
     reply = app.client().post("/v1/images/unpack", {"ref": ref, "dir": str(dest.absolute())})
-    click.echo(reply["dir"])
+    args.echo(reply["dir"])

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import click
-
+from vxn import args
 from vxn.cli.commands._containers import each, path
 
 if TYPE_CHECKING:
     from vxn.cli.main import App
 
 
-@click.command("wait")
-@click.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
-@click.pass_obj
+@args.command("wait")
+@args.argument("containers", metavar="CONTAINER...", nargs=-1, required=True)
 def wait(app: App, containers: tuple[str, ...]) -> int:
     """Wait for containers to exit; print their exit codes."""
     client = app.client()

@@ -24,8 +24,16 @@ _SAFE = frozenset(range(0x20, 0x7F)) - {ord("%")}
 _ESCAPE = re.compile(rb"%([0-9A-F]{2})")
 
 
+DOMAINS = "/local/domain"
+
+
 def domain(domid: int) -> str:
-    return f"/local/domain/{domid}"
+    return f"{DOMAINS}/{domid}"
+
+
+def name_key(domid: int) -> str:
+    """libxl's name of the domain; the guest can read it, not write it."""
+    return f"{domain(domid)}/name"
 
 
 def vm_key(domid: int) -> str:

@@ -5,6 +5,7 @@ the console pty's master, as xenconsoled's other end."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -246,10 +247,21 @@ async def test_xl_refusing_the_create_leaves_nothing(host: Host) -> None:
     assert not (host.tmp / "guests" / "vxn-a").exists()
 
 
-async def test_labels_that_cannot_be_written_destroy_the_new_domain(host: Host) -> None:
+async def test_labels_that_cannot_be_written_destroy_the_new_domain(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """xl creates the domain, then XenStore answers nothing: the label write fails,
+    and so does the destroy's lookup, which then lets xl destroy it anyway."""
     host.backend.store.limit = 0.5
-    # xl creates the domain; then the label transaction gets no answer
-    with host.xs.freeze(), pytest.raises(Unavailable, match="no answer"):
+    frozen = contextlib.ExitStack()
+    create = host.xen._create
+
+    def create_then_freeze(path: Path, *, paused: bool) -> None:
+        create(path, paused=paused)
+        frozen.enter_context(host.xs.freeze())
+
+    monkeypatch.setattr(host.xen, "_create", create_then_freeze)
+    with frozen, pytest.raises(Unavailable, match="no answer"):
         await host.backend.create(host.config("vxn-a"))
     assert ["destroy", "vxn-a"] in host.xen.calls
     assert host.xen.domains == {}

@@ -138,9 +138,11 @@ class ContainerService(ContainerStreams):
                 await sup.done  # the destroy ended the run: its exit is recorded
             else:
                 reason = str(e) or type(e).__name__
-                await self._move(
+                failed = await self._move(
                     cid, "fail", exit_code=EXIT_FAILED, error=reason, finished_at=now()
                 )
+                if failed["rm"] and cid not in self._keep:  # as `docker run --rm` does
+                    await self._delete(failed)
             raise
         self.events.publish("start", record)
         return sup

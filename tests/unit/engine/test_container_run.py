@@ -11,12 +11,14 @@ from typing import Any
 import pytest
 from unit.daemon.containers_fixtures import Images
 
+from vxn.adapters.hypervisor import GuestInfo
 from vxn.config import GuestSettings, Settings
 from vxn.core import protocol
 from vxn.core.guestspec import RunOptions
+from vxn.core.vm import GuestConfig
 from vxn.engine.containers import ContainerService, CreateRequest
 from vxn.engine.supervisor import Listener
-from vxn.errors import Internal, Unavailable
+from vxn.errors import FailedPrecondition, Internal, Unavailable
 from vxn.testing.fake_backend import fake_containers
 from vxn.testing.fake_hypervisor import FakeHypervisor, Script, normal
 
@@ -98,6 +100,31 @@ async def failed_start(svc: ContainerService, error: type[Exception]) -> tuple[s
     doc = svc.inspect(cid)
     assert (doc["state"], doc["exit_code"]) == ("exited", 125)
     return guest, str(caught.value), doc["error"]
+
+
+async def test_a_rm_container_whose_guest_cannot_be_created_is_removed(tmp_path: Path) -> None:
+    """`run --rm` refused by the backend's preflight leaves no Exited (125) behind."""
+    hv = FakeHypervisor(silent)
+    refusal = "guest g: needs 4096 MiB but Xen has 900 MiB free; lower -m or stop other guests"
+
+    async def refuse(config: GuestConfig) -> GuestInfo:
+        raise FailedPrecondition(refusal)
+
+    hv.create = refuse  # type: ignore[method-assign]
+    svc = make(tmp_path, hv)
+    options = RunOptions(command=("true",), read_only=True)
+    kept = await svc.create(CreateRequest(image="busybox", options=options))
+    gone = await svc.create(CreateRequest(image="busybox", options=options, remove=True))
+    for record in (kept, gone):
+        with pytest.raises(FailedPrecondition, match=refusal):
+            await svc.start(record["id"])
+    assert [r["id"] for r in svc.list(all=True)] == [kept["id"]]
+    assert (svc.inspect(kept["id"])["exit_code"], svc.inspect(kept["id"])["error"]) == (
+        125,
+        refusal,
+    )
+    assert not (tmp_path / "s" / "containers" / gone["id"]).exists()
+    await svc.close()
 
 
 async def test_a_guest_that_never_says_hello_times_out(tmp_path: Path) -> None:

@@ -364,7 +364,10 @@ class Group(Command):
         names: Sequence[str] = (),
         version: str = "",
     ) -> None:
-        super().__init__(name, callback or _keep_obj, list(options or ()), [], help, False, version)
+        rest = [Argument(_REST, -1, True, metavar="COMMAND")]  # the subcommand and its line
+        super().__init__(
+            name, callback or _keep_obj, list(options or ()), rest, help, False, version
+        )
         self.commands: dict[str, Command] = {}
         self._load = load
         self._names = tuple(names)
@@ -417,13 +420,6 @@ class Group(Command):
             error.usage, error.prog = self.usage(prog), prog
             raise error
         return sub.main(self.callback(obj, **values), args, f"{prog} {name}")
-
-    def _parse(self, argv: Sequence[str], prog: str) -> tuple[dict[str, Any], str]:
-        self.arguments = [Argument(_REST, -1, True, metavar="COMMAND")]
-        try:
-            return super()._parse(argv, prog)
-        finally:
-            self.arguments = []
 
 
 _REST = "__rest__"  # a group's subcommand and its arguments

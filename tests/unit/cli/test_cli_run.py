@@ -57,7 +57,8 @@ def test_attached_run_is_create_attach_start_and_the_exit_code(stub: Stub) -> No
         f"POST /v1/containers/{c.id}/attach",
         f"POST /v1/containers/{c.id}/start",
     ]
-    assert stub.vxnd.calls[:2] == ["GET /v1/version", "GET /v1/images/inspect?ref=img"]
+    assert stub.vxnd.calls[:2] == ["GET /v1/version", "POST /v1/containers/create"]
+    assert not any("/v1/images" in call for call in stub.vxnd.calls)  # create finds the image
 
 
 def test_the_container_exit_code_and_messages(stub: Stub) -> None:

@@ -73,9 +73,17 @@ def run(app: App, /, image: str, command: tuple[str, ...], **flags: Any) -> int:
     if flags["tty"] and attach_stdin and not terminal.stdin_is_terminal():
         raise InvalidArgument(f"run: {terminal.NOT_A_TTY}")
     client = app.client()
-    if flags["pull"] == "always" or (flags["pull"] == "missing" and _missing(client, image)):
+    body = _create_body(image, command, flags)
+    if flags["pull"] == "always":
         _pull(client, image)
-    cid = client.post("/v1/containers/create", _create_body(image, command, flags))["id"]
+    try:
+        cid = client.post("/v1/containers/create", body)["id"]
+    except NotFound:  # the one thing create can miss is the image; docker pulls then
+        if flags["pull"] != "missing":
+            raise
+        args.echo(f"Unable to find image '{image}' locally", err=True)
+        _pull(client, image)
+        cid = client.post("/v1/containers/create", body)["id"]
     if flags["detach"]:
         client.post(path(cid, "start"))
         args.echo(cid)
@@ -108,15 +116,6 @@ def _create_body(image: str, command: tuple[str, ...], flags: dict[str, Any]) ->
     if flags["tty"] and (size := terminal.window_size()):
         body["rows"], body["cols"] = size
     return body
-
-
-def _missing(client: Client, image: str) -> bool:
-    try:
-        client.get("/v1/images/inspect", {"ref": image})
-    except NotFound:
-        args.echo(f"Unable to find image '{image}' locally", err=True)
-        return True
-    return False
 
 
 def _pull(client: Client, image: str) -> None:

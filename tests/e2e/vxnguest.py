@@ -21,6 +21,7 @@ import secrets
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from data.guestimages import APP_NAME, app_image
@@ -96,7 +97,8 @@ async def _build(dest: Path, state: Path) -> dict[str, object]:
     await process.run(cp, limit=60.0)  # holes stay holes: the Dom0 copies only data
     record = dest / "record"
     await asyncio.to_thread(record.mkdir)
-    upper = await writable_disk(record)  # what `vxn run` makes per container
+    with tempfile.TemporaryDirectory() as cache:  # what `vxn run` makes per container
+        upper = await writable_disk(record, Path(cache))
     await asyncio.to_thread(upper.rename, dest / "upper.ext4")
     await asyncio.to_thread(record.rmdir)
     return {

@@ -74,6 +74,7 @@ class ContainerState:
         self.backends = backends or Backends(settings, artefacts, run.guests, xen)
         self.files = files or _Artefacts(artefacts)
         self.store = RecordStore(state.containers)
+        self.templates = state.guest  # the empty upper disk every container copies
         self.events = EventBus()
         self._sups: dict[str, Supervisor] = {}
         self._listeners: dict[str, set[Listener]] = {}

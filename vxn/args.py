@@ -341,11 +341,17 @@ class Command:
 
     def main(self, obj: Any, argv: Sequence[str], prog: str = "") -> Any:
         """Parse `argv` and run the command; `prog` names it in help and errors."""
-        values, show = self.parse(argv, prog or self.name)
+        prog = prog or self.name
+        values, show = self.parse(argv, prog)
         if show:
             echo(show, nl=False)
             return 0
-        return self.callback(obj, **values)
+        try:
+            return self.callback(obj, **values)
+        except UsageError as e:  # a BadParameter the command found
+            if not e.usage:
+                e.usage, e.prog = self.usage(prog), prog
+            raise
 
 
 class Group(Command):

@@ -197,3 +197,17 @@ def test_paths_are_checked_when_asked(tmp_path: Any) -> None:
         convert(str(tmp_path / "f"))
     with pytest.raises(ValueError, match="does not exist"):
         convert(str(tmp_path / "nope"))
+
+
+def test_a_bad_value_the_command_finds_shows_its_usage() -> None:
+    @args.command("logs")
+    @args.option("-n", "--tail", default="all")
+    def logs(obj: Any, tail: str) -> None:
+        raise args.BadParameter(f"{tail!r}: want a number of lines or all", param_hint="--tail")
+
+    with pytest.raises(args.UsageError) as caught:
+        logs.main(None, ["-n", "x"], "vxn logs")
+    assert caught.value.show() == (
+        "Usage: vxn logs [OPTIONS]\nTry 'vxn logs --help' for help.\n\n"
+        "Error: Invalid value for '--tail': 'x': want a number of lines or all\n"
+    )

@@ -7,16 +7,16 @@ does; the env-file and memory parsers are the pure halves of their flags.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vxn.core.envvars import check_env
 from vxn.core.manifest import ImageConfig
 from vxn.errors import InvalidArgument
 
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _HOSTNAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]{0,62})")
 _USER = re.compile(r"[^:\s]+(:[^:\s]+)?")
-_ENV_KEY = re.compile(r"[^=\s]+")
 _MEMORY = re.compile(r"([0-9]+)\s*([bkmg]?)b?", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
@@ -116,43 +116,6 @@ def merge_env(*layers: Iterable[str]) -> tuple[str, ...]:
             key = check_env(entry).partition("=")[0]
             merged[key] = entry
     return tuple(merged.values())
-
-
-def check_env(entry: str) -> str:
-    key, sep, _ = entry.partition("=")
-    if not sep or not _ENV_KEY.fullmatch(key) or "\0" in entry:
-        raise InvalidArgument(f"env {entry[:60]!r}: want KEY=VALUE (no spaces or NUL in KEY)")
-    return entry
-
-
-def resolve_env(entries: Sequence[str], caller: Mapping[str, str]) -> list[str]:
-    """`-e K=V` stays; `-e K` takes K from the caller's env, and is dropped when unset."""
-    out = []
-    for entry in entries:
-        if "=" in entry:
-            out.append(check_env(entry))
-        elif entry in caller:
-            out.append(check_env(f"{entry}={caller[entry]}"))
-        elif not _ENV_KEY.fullmatch(entry):
-            raise InvalidArgument(f"env {entry[:60]!r}: want KEY=VALUE or KEY")
-    return out
-
-
-def parse_env_file(text: str, name: str) -> list[str]:
-    """`--env-file`: one KEY=VALUE or KEY per line; blank lines and # comments are skipped.
-
-    Values are taken verbatim (no quotes are removed), as Docker does.
-    """
-    entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        stripped = line.lstrip()
-        if not stripped or stripped.startswith("#"):
-            continue
-        key = stripped.partition("=")[0]
-        if not _ENV_KEY.fullmatch(key):
-            raise InvalidArgument(f"env file {name}: line {number}: variable {key!r} is invalid")
-        entries.append(stripped)
-    return entries
 
 
 def parse_memory(text: str) -> int:

@@ -16,7 +16,8 @@ import struct
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from vxn.core.guestspec import GuestSpec, check_cwd, check_env, check_size, check_user
+from vxn.core.envvars import check_env
+from vxn.core.guestspec import GuestSpec, check_cwd, check_size, check_user
 from vxn.errors import Internal, InvalidArgument
 
 VERSION = 2

@@ -6,14 +6,13 @@ from dataclasses import replace
 
 import pytest
 
+from vxn.core.envvars import parse_env_file, resolve_env
 from vxn.core.guestspec import (
     DEFAULT_PATH,
     RunOptions,
     build_spec,
     merge_env,
-    parse_env_file,
     parse_memory,
-    resolve_env,
 )
 from vxn.core.manifest import ImageConfig
 from vxn.errors import InvalidArgument

@@ -158,7 +158,7 @@ def _refuse_unsupported(flags: dict[str, Any]) -> None:
 
 
 def _env(entries: tuple[str, ...], files: tuple[Path, ...]) -> list[str]:
-    from vxn.core.guestspec import parse_env_file, resolve_env
+    from vxn.core.envvars import parse_env_file, resolve_env
 
     out: list[str] = []
     for env_file in files:

@@ -9,6 +9,7 @@ the same way, with nothing else. Prints the exit code (or why it failed, exit 1)
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -19,6 +20,11 @@ import tty
 from vxn.core import protocol
 
 LIMIT = 180.0
+SPANS = {  # as vxn's timings name them, where the bare run has the same step
+    "create": ("start", "unpaused"),
+    "guest": ("unpaused", "exited"),
+    "teardown": ("exited", "done"),
+}
 
 
 def _xl(*args: str) -> str:
@@ -27,8 +33,10 @@ def _xl(*args: str) -> str:
     ).stdout
 
 
-def run(config: str, name: str, nonce: str) -> int:
+def run(config: str, name: str, nonce: str, marks: dict[str, float]) -> int:
+    marks["start"] = time.monotonic()
     _xl("create", "-p", config)
+    marks["created"] = time.monotonic()
     try:
         domid = _xl("domid", name).strip()
         key = f"/local/domain/{domid}/console/tty"
@@ -43,26 +51,33 @@ def run(config: str, name: str, nonce: str) -> int:
         fd = os.open(got.stdout.strip(), os.O_RDWR | os.O_NOCTTY)
         try:
             tty.setraw(fd, termios.TCSANOW)
+            marks["console"] = time.monotonic()
             _xl("unpause", name)
+            marks["unpaused"] = time.monotonic()
             parser = protocol.ConsoleParser(nonce)
             while parser.exit_code is None:
                 data = os.read(fd, 65536)
                 if not data:
                     raise EOFError(f"{name}: the console closed before the exit frame")
                 parser.feed(data)
+            marks["exited"] = time.monotonic()
             return parser.exit_code
         finally:
             os.close(fd)
     finally:
         _xl("destroy", name)
+        marks["done"] = time.monotonic()
 
 
 def main() -> None:
     config, name, nonce = sys.argv[1:]
+    marks: dict[str, float] = {}
     try:
-        print(run(config, name, nonce))
+        print(run(config, name, nonce, marks))
     except (OSError, subprocess.SubprocessError, TimeoutError, EOFError) as e:
         sys.exit(f"bare xl run: {e}")
+    spans = {k: marks[b] - marks[a] for k, (a, b) in SPANS.items() if a in marks and b in marks}
+    print(json.dumps(spans), file=sys.stderr)  # for bench_xen, next to vxn's own spans
 
 
 if __name__ == "__main__":

@@ -40,13 +40,13 @@ OUT = Path("/srv/run/bench_xen.txt")
 SRC = Path(__file__).resolve().parents[3]
 
 
-def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str]:
+def _timed(argv: list[str], env: dict[str, str] | None = None) -> tuple[float, str, str]:
     t0 = time.monotonic()
     p = subprocess.run(argv, capture_output=True, text=True, timeout=300, env=env)
     took = time.monotonic() - t0
     if p.returncode != 0:
         raise AssertionError(f"{argv[:4]}... exit {p.returncode}: {p.stderr[-1500:]}")
-    return took, p.stdout
+    return took, p.stdout, p.stderr
 
 
 def _bare(root: Path, kernel: Path, initrd: Path, disks: list[XlDisk], memory: int) -> list[str]:
@@ -95,13 +95,14 @@ def test_bench_xen(
         kernel = vxn.kernel_dir / "vmlinux"
         assert vxn("rm", "proto").code == 0
 
-        vxn_t, bare_t, spans = [], [], []
+        vxn_t, bare_t, spans, bare_spans = [], [], [], []
         for i in range(ROUNDS):
-            took, _ = _timed(vxn_argv("run", "--rm", img, "true"), vxn.env)
+            took, _, _ = _timed(vxn_argv("run", "--rm", img, "true"), vxn.env)
             vxn_t.append(took)
-            took, out = _timed([*_bare(root, kernel, initrd, disks, MEMORY), nonce], env)
+            took, out, err = _timed([*_bare(root, kernel, initrd, disks, MEMORY), nonce], env)
             assert out.strip() == "0", out
             bare_t.append(took)
+            bare_spans.append(json.loads(err.strip().splitlines()[-1]))
             assert vxn("run", "--name", f"s{i}", img, "true").code == 0
             spans.append(vxn.inspect(f"s{i}")["timings"])
             assert vxn("rm", f"s{i}").code == 0
@@ -114,7 +115,7 @@ def test_bench_xen(
                 smallest = memory
                 break
         floor = vxn("run", "--rm", "-m", f"{BARE_MEMORY[-1]}m", img, "echo", "ok")
-        cli_start, _ = _timed(vxn_argv("--version"), vxn.env)
+        cli_start, _, _ = _timed(vxn_argv("--version"), vxn.env)
 
         med_v, med_b = statistics.median(vxn_t), statistics.median(bare_t)
         paired = [v / b for v, b in zip(vxn_t, bare_t, strict=True)]  # drift cancels out
@@ -125,12 +126,15 @@ def test_bench_xen(
             f"  ratio vxn / bare               {med_v / med_b:7.3f}   (goal <= 1.05)",
             f"  same-round ratios, median      {statistics.median(paired):7.3f}   {_all(paired)}",
             f"  vxn --version (CLI start)      {cli_start:7.2f}",
-            "vxn's spans inside vxnd (median of kept runs, s)",
+            "vxn's spans inside vxnd (median of kept runs, s); bare's same steps",
         ]
         for key in ("prepare", "create", "boot", "guest", "teardown"):
             values = [s[key] for s in spans if key in s]
             if values:
                 rows.append(f"  {key:<30} {statistics.median(values):7.3f}   {_all(values)}")
+            bare = [s[key] for s in bare_spans if key in s]
+            if bare:
+                rows.append(f"    bare {key:<25} {statistics.median(bare):7.3f}   {_all(bare)}")
         rows += [
             f"smallest memory that boots (bare xl, tried {BARE_MEMORY}): {smallest} MiB",
             f"vxn at {BARE_MEMORY[-1]} MiB: exit {floor.code}, stdout {floor.out!r}",

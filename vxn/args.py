@@ -281,37 +281,18 @@ class Command:
             if word in helps or word in versions:
                 show = show or (self.help_text(prog) if word in helps else self.version + "\n")
                 continue
-            if word.startswith("--"):
-                name, eq, inline = word.partition("=")
+            for name, inline in _split(word, flags):
                 found = flags.get(name)
                 if found is None:
                     raise UsageError(f"No such option '{name}'.")
                 if found.is_flag:
-                    _set(values, found, found.convert(inline) if eq else True)
+                    _set(values, found, True if inline is None else found.convert(inline))
                     continue
-                if not eq:
+                if inline is None:
                     if i >= len(words):
                         raise UsageError(f"Option '{name}' requires an argument.")
                     inline, i = words[i], i + 1
                 _set(values, found, found.convert(inline))
-                continue
-            j = 1
-            while j < len(word):
-                name = "-" + word[j]
-                found = flags.get(name)
-                if found is None:
-                    raise UsageError(f"No such option '{name}'.")
-                j += 1
-                if found.is_flag:
-                    _set(values, found, True)
-                    continue
-                rest = word[j:]
-                if not rest:
-                    if i >= len(words):
-                        raise UsageError(f"Option '{name}' requires an argument.")
-                    rest, i = words[i], i + 1
-                _set(values, found, found.convert(rest))
-                break
         if show:
             return values, show
         self._assign(given, values)
@@ -489,6 +470,23 @@ def confirm(text: str, *, default: bool = False) -> bool:
         raise Abort()
     answer = line.strip().lower()
     return default if not answer else answer in ("y", "yes")
+
+
+def _split(word: str, flags: dict[str, Option]) -> list[tuple[str, str | None]]:
+    """One word of options as (flag, value given in the word): `--env=K=V` is
+    [("--env", "K=V")], `-iteK=V` is [("-i", None), ("-t", None), ("-e", "K=V")]."""
+    if word.startswith("--"):
+        name, eq, value = word.partition("=")
+        return [(name, value if eq else None)]
+    found: list[tuple[str, str | None]] = []
+    for j in range(1, len(word)):
+        name = "-" + word[j]
+        option = flags.get(name)
+        if option is not None and not option.is_flag:
+            found.append((name, word[j + 1 :] or None))  # the rest of the word is its value
+            break
+        found.append((name, None))
+    return found
 
 
 def _set(values: dict[str, Any], option: Option, value: Any) -> None:

@@ -32,7 +32,17 @@ from vxn.core import protocol
 from vxn.core.guestboot import base_initramfs, cache_key, probe_initramfs
 from vxn.errors import FailedPrecondition
 
-GUEST_INIT = Path(__file__).resolve().parents[2] / "guest-init"
+INSTALLED_GUEST_INIT = Path(sys.prefix) / "share" / "vxn" / "guest-init"
+
+
+def _guest_init() -> Path:
+    """guest-init's sources: in a checkout, next to the package; installed from a wheel,
+    where it put them as data files (pyproject.toml: <prefix>/share/vxn/guest-init)."""
+    checkout = Path(__file__).resolve().parents[2] / "guest-init"
+    return checkout if (checkout / "init").is_file() else INSTALLED_GUEST_INIT
+
+
+GUEST_INIT = _guest_init()
 BUSYBOX = Path("/bin/busybox")
 PROBE_TIMEOUT = 10.0  # a working KVM boots this kernel in about a second
 
@@ -99,7 +109,8 @@ class GuestArtefacts:
         for path in sources:
             if not path.is_file():
                 raise FailedPrecondition(
-                    f"guest artefacts: {path} is missing; run scripts/setup.sh"
+                    f"guest artefacts: {path} is missing; in a checkout run "
+                    "scripts/setup.sh, else reinstall vxn"
                 )
         return [*sources, kernel.dir / "modules.order", *(p for _, _, p in kernel.modules)]
 
